@@ -1,0 +1,4 @@
+"""MSA kernels: Triton implementations with a pure-torch reference beside each one.
+
+Imports only torch and triton.
+"""
