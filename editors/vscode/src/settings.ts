@@ -89,7 +89,7 @@ export interface ServerLaunch {
 }
 
 /**
- * The server's command line: msa.server.command if set, else `<msa.server.python> -m lsp serve`,
+ * The server's command line: msa.server.command if set, else `<msa.server.python> -P -m lsp serve`,
  * else `msa-lsp serve` from PATH. A malformed command is an error, not a silent default.
  */
 export function serverLaunch(get: SettingReader): ServerLaunch {
@@ -105,7 +105,8 @@ export function serverLaunch(get: SettingReader): ServerLaunch {
   }
   const python = get('server.python');
   if (typeof python === 'string' && python.trim() !== '') {
-    return { command: python, args: ['-m', 'lsp', 'serve'] };
+    // -P: the workspace folder (the cwd) must not shadow the installed `lsp` package
+    return { command: python, args: ['-P', '-m', 'lsp', 'serve'] };
   }
   return { command: 'msa-lsp', args: ['serve'] };
 }

@@ -64,7 +64,7 @@ test('serverLaunch: command, python, default, errors', () => {
   assert.deepEqual(serverLaunch(reader({ 'server.command': ['/opt/msa/bin/msa-lsp', 'serve', '--log-level', 'DEBUG'] })),
     { command: '/opt/msa/bin/msa-lsp', args: ['serve', '--log-level', 'DEBUG'] });
   assert.deepEqual(serverLaunch(reader({ 'server.command': [], 'server.python': '/venv/bin/python' })),
-    { command: '/venv/bin/python', args: ['-m', 'lsp', 'serve'] });
+    { command: '/venv/bin/python', args: ['-P', '-m', 'lsp', 'serve'] });
   assert.deepEqual(serverLaunch(reader({})), { command: 'msa-lsp', args: ['serve'] });
   assert.throws(() => serverLaunch(reader({ 'server.command': 'msa-lsp serve' })), /array of strings/);
   assert.throws(() => serverLaunch(reader({ 'server.command': [' ', 'serve'] })), /empty program/);
