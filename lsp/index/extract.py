@@ -1,0 +1,142 @@
+"""Parses one file with tree-sitter and turns the tree into compact FileFacts: definitions, imports
+and syntax errors, with code-point columns. Identifier occurrences are extracted on demand by
+identifiers(), so no tree is kept after a file is indexed.
+
+Per-language rules live in extract_python.py, extract_ts.py, extract_go.py and extract_rust.py.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .languages import grammar, parser
+from .model import Definition, FileFacts, Range
+
+MAX_SYNTAX_ERRORS = 50
+
+
+class Source:
+    """One file's bytes plus helpers that turn tree-sitter nodes into code-point ranges and text."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self.data = text.encode("utf-8")
+        self.ascii = len(self.data) == len(text)
+        self._lines: list[bytes] | None = None
+
+    def col(self, row: int, byte_col: int) -> int:
+        if self.ascii or byte_col == 0:
+            return byte_col
+        if self._lines is None:
+            self._lines = self.data.split(b"\n")
+        line = self._lines[row] if row < len(self._lines) else b""
+        return len(line[:byte_col].decode("utf-8", "replace"))
+
+    def range(self, node) -> Range:
+        (sr, sc), (er, ec) = node.start_point, node.end_point
+        if self.ascii:
+            return Range(sr, sc, er, ec)
+        return Range(sr, self.col(sr, sc), er, self.col(er, ec))
+
+    def node_text(self, node) -> str:
+        return self.data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+    def definition(self, name_node, full_node, kind: str, container: str, name: str | None = None) -> Definition:
+        return Definition(self.path, name if name is not None else self.node_text(name_node), kind, container,
+                          self.range(name_node), self.range(full_node))
+
+
+def _first_token(node):
+    while node.child_count:
+        node = node.children[0]
+    return node
+
+
+def syntax_errors(src: Source, root) -> list[tuple[Range, str]]:
+    """ERROR and MISSING nodes with tight ranges: an ERROR node is reported on its first token."""
+    found: list[tuple[Range, str]] = []
+    if not root.has_error:
+        return found
+    stack = [root]
+    while stack and len(found) < MAX_SYNTAX_ERRORS:
+        node = stack.pop()
+        if node.is_missing:
+            found.append((src.range(node), f"missing {node.type!r}"))
+            continue
+        if node.is_error:
+            token = _first_token(node)
+            snippet = src.node_text(token).splitlines()[0][:40] if token.end_byte > token.start_byte else ""
+            rng = src.range(token)
+            if rng.end_line != rng.start_line:
+                rng = Range(rng.start_line, rng.start_col, rng.start_line, rng.start_col + len(snippet))
+            message = f"syntax error: unexpected {snippet!r}" if snippet else "syntax error"
+            found.append((rng, message))
+            continue
+        stack.extend(child for child in reversed(node.children) if child.has_error or child.is_missing)
+    found.sort()
+    return found
+
+
+def _rules(language: str):
+    if language == "python":
+        from . import extract_python as rules
+    elif language in ("typescript", "tsx", "javascript"):
+        from . import extract_ts as rules
+    elif language == "go":
+        from . import extract_go as rules
+    elif language == "rust":
+        from . import extract_rust as rules
+    else:
+        raise ValueError(f"no extraction rules for {language!r}")
+    return rules
+
+
+def extract(path: str, text: str, language: str) -> FileFacts:
+    """Parse `text` as `language` and return its facts (never raises on bad syntax)."""
+    src = Source(path, text)
+    tree = parser(language).parse(src.data)
+    facts = FileFacts(language)
+    _rules(language).collect(src, tree.root_node, facts)
+    facts.syntax_errors = syntax_errors(src, tree.root_node)
+    return facts
+
+
+_IDENTIFIER_TYPES = {
+    "python": "(identifier) @id",
+    "typescript": "[(identifier) (property_identifier) (type_identifier) (shorthand_property_identifier)"
+                  " (shorthand_property_identifier_pattern) (private_property_identifier)] @id",
+    "go": "[(identifier) (field_identifier) (type_identifier) (package_identifier)] @id",
+    "rust": "[(identifier) (field_identifier) (type_identifier)] @id",
+}
+
+
+@lru_cache(maxsize=None)
+def _identifier_query(language: str):
+    from tree_sitter import Query, QueryCursor
+
+    key = language if language in _IDENTIFIER_TYPES else "typescript"
+    if language == "javascript":
+        source = _IDENTIFIER_TYPES["typescript"].replace(" (type_identifier)", "")
+    else:
+        source = _IDENTIFIER_TYPES[key]
+    return Query(grammar(language), source), QueryCursor
+
+
+def identifiers(path: str, text: str, language: str, name: str | None = None) -> list[tuple[str, Range]]:
+    """Every identifier occurrence (name, range) in source order, optionally only those spelled `name`."""
+    src = Source(path, text)
+    if name is not None and name.encode("utf-8") not in src.data:
+        return []
+    tree = parser(language).parse(src.data)
+    query, cursor_class = _identifier_query(language)
+    nodes = cursor_class(query).captures(tree.root_node).get("id", [])
+    wanted = name.encode("utf-8") if name is not None else None
+    out = []
+    for node in nodes:
+        raw = src.data[node.start_byte : node.end_byte]
+        if wanted is not None and raw != wanted:
+            continue
+        out.append((raw.decode("utf-8", "replace"), src.range(node)))
+    out.sort(key=lambda item: item[1])
+    return out

@@ -1,0 +1,81 @@
+"""Python import resolution: absolute imports against the workspace root, src/ and every package
+root (the parent of a top-level package), relative imports, packages (__init__.py), stubs (.pyi),
+and `from pkg import submodule`."""
+
+from __future__ import annotations
+
+import os
+
+from .model import Import
+from .resolve import EXTERNAL, Resolution
+
+
+class PythonLayout:
+    def __init__(self, layout):
+        self.layout = layout
+        pkg_dirs = {os.path.dirname(p) for p in layout.files if os.path.basename(p) in ("__init__.py", "__init__.pyi")}
+        self.package_dirs = pkg_dirs
+        roots = [layout.root]
+        src = os.path.join(layout.root, "src")
+        if src in layout.by_dir or any(d.startswith(src + os.sep) for d in pkg_dirs):
+            roots.append(src)
+        for directory in sorted(pkg_dirs):
+            parent = os.path.dirname(directory)
+            if parent not in pkg_dirs and parent not in roots:
+                roots.append(parent)
+        self.roots = roots
+        self.top_names = set()
+        for root in roots:
+            for path in layout.by_dir.get(root, ()):
+                stem, ext = os.path.splitext(os.path.basename(path))
+                if ext in (".py", ".pyi"):
+                    self.top_names.add(stem)
+        for directory in layout.by_dir:
+            parent, name = os.path.split(directory)
+            if parent in roots and (directory in pkg_dirs or any(p.endswith((".py", ".pyi")) for p in layout.by_dir[directory])):
+                self.top_names.add(name)
+
+    def module_file(self, base: str, dotted: str) -> str | None:
+        """The file for module `dotted` (may be "") under directory `base`."""
+        stem = os.path.join(base, *dotted.split(".")) if dotted else base
+        for candidate in (stem + ".py", stem + ".pyi", os.path.join(stem, "__init__.py"), os.path.join(stem, "__init__.pyi")):
+            if candidate in self.layout.files:
+                return candidate
+        return None
+
+    def _absolute(self, dotted: str) -> str | None:
+        for root in self.roots:
+            found = self.module_file(root, dotted)
+            if found:
+                return found
+        return None
+
+    def resolve(self, path: str, imp: Import) -> Resolution:
+        spec = imp.spec
+        level = len(spec) - len(spec.lstrip("."))
+        rest = spec[level:]
+        if level:
+            base = os.path.dirname(path)
+            for _ in range(level - 1):
+                base = os.path.dirname(base)
+            module = self.module_file(base, rest)
+            submodules = [self.module_file(base, f"{rest}.{n.name}" if rest else n.name) for n in imp.names]
+            reportable = True
+        else:
+            module = self._absolute(rest)
+            submodules = [self._absolute(f"{rest}.{n.name}") for n in imp.names]
+            reportable = rest.split(".")[0] in self.top_names
+        found_subs = [s for s in submodules if s]
+        if module is None and not found_subs:
+            if not reportable:
+                return EXTERNAL
+            return Resolution((), True, f"no module {spec!r} in the workspace")
+        # the package itself is a target only when something other than its submodules is taken from it
+        targets = []
+        if module and (not imp.names or imp.wildcard or len(found_subs) < len(imp.names)):
+            targets.append(module)
+        targets.extend(s for s in found_subs if s not in targets)
+        if module is None and len(found_subs) < len(imp.names) and reportable:
+            missing = [n.name for n, s in zip(imp.names, submodules) if not s]
+            return Resolution(tuple(targets), True, f"no module {spec!r} for {', '.join(missing)}")
+        return Resolution(tuple(targets), reportable)
