@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.add_argument("--format", choices=["text", "json"], default="text")
 
-    sub.add_parser("doctor", help="report what is installed and usable")
+    doctor = sub.add_parser("doctor", help="report what is installed and usable")
+    doctor.add_argument("--model", help="model directory to check (default: the bundled model)")
+    doctor.add_argument("--worker-address", help='check this worker ("unix:/path" or "tcp:host:port")')
 
     worker = sub.add_parser("worker", help="run the inference worker")
     worker.add_argument("--model", help="model directory (default: the bundled model)")
@@ -47,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--token-file", help="file holding the shared secret for TCP clients")
     worker.add_argument("--cache-dir", help="directory for persistent segment KV")
     worker.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    worker.add_argument("--layout", choices=["parallel", "sequential"], default="parallel")
+    worker.add_argument("--attention", choices=["sparse", "dense"], default="sparse")
+    worker.add_argument("--top-k", type=int, default=16, help="MSA blocks read per query (incl. the local one)")
+    worker.add_argument("--repo-name", default="repo", help="repository name in the shared prefix")
+    worker.add_argument("--cache-max-gib", type=float, help="size cap of --cache-dir")
+    worker.add_argument("--max-frame-bytes", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (spawned workers)")
 
     complete = sub.add_parser("complete", help="print the completion at FILE:LINE:COL (1-based)")
     complete.add_argument("location", metavar="FILE:LINE:COL")
