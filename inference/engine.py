@@ -1,0 +1,313 @@
+"""The inference engine: a model, its repository KV cache, and completion / scoring over it.
+
+This is the API the worker calls; it knows nothing about LSP, sockets or editors.
+
+    engine = Engine(model_dir, *, device="auto", dtype=None, layout="parallel", attention="sparse",
+                    top_k_blocks=16, cache_dir=None, cache_max_bytes=20 << 30, repo_name="repo",
+                    # extra knobs, all optional:
+                    segment_cap=None, dense_layers=None, summary_mode="minmax",
+                    device_max_bytes=None, host_max_bytes=8 << 30)
+    engine.info() -> dict(model, family, params, device, dtype, layout, attention, fim_format, fingerprint, window)
+    engine.sync(add=[(path, content_hash, text), ...], drop=[path, ...])
+        -> dict(prefilled_tokens, reused_segments, loaded_from_disk, segments, tokens)
+    for piece in engine.complete(path, prefix, suffix, *, max_tokens=64, temperature=0.0, top_p=1.0, top_k=0,
+                                 stop=(), seed=None, should_stop=lambda: False):
+        ...  # text pieces; afterwards engine.last_stats = dict(prompt_tokens, prefilled_tokens,
+             # reused_tail_tokens, generated_tokens, ttft_ms, decode_ms, selected_blocks, repo_blocks, finish)
+    engine.score(path, text, start, end) -> [(token_text, start_char, logprob), ...]  # span [start, end) of text
+    engine.stats() -> dict(segments, tokens, pages, bytes, host_bytes, evictions, disk={...}, devices={...})
+
+model_dir None = the bundled model in inference/bundled/ (raises FileNotFoundError when none is installed).
+layout: "parallel" (default), "offsets" (parallel encoding at cumulative offsets, for measurement) or
+"sequential" (exact causal reference). attention: "sparse" (MSA top-k per GQA group on sparse layers) or
+"dense". Positions are Python str indices (Unicode code points). One request at a time (not thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import time
+from typing import Callable, Iterator
+
+import torch
+
+from inference import checkpoint, fim, sampling
+from inference.attention import RepoAttention, attend_dense, merge
+from inference.kv_cache import PagePool, SegmentStore
+from inference.persist import DiskCache
+from inference.repo_cache import RepoCache
+from inference.tokenizer import StreamDecoder, Tokenizer
+
+log = logging.getLogger(__name__)
+BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "bundled"
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in table:
+            raise ValueError(f"dtype must be one of {sorted(table)}, got {dtype!r}")
+        return table[dtype]
+    return dtype
+
+
+class _Tail:
+    """KV of the live tail (prompt + generated tokens), contiguous per layer, reused across requests by prefix."""
+
+    def __init__(self, model, device, dtype, capacity: int):
+        cfg = model.cfg
+        shape = (cfg.num_layers, cfg.num_kv_heads, capacity, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.ids: list[int] = []
+        self.view_key = None
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
+
+    def grow(self, capacity: int) -> None:
+        if capacity > self.capacity:
+            k, v = self.k, self.v
+            self.k = torch.zeros(*k.shape[:2], capacity, k.shape[3], device=k.device, dtype=k.dtype)
+            self.v = torch.zeros_like(self.k)
+            self.k[:, :, : k.shape[2]] = k
+            self.v[:, :, : v.shape[2]] = v
+
+
+class Engine:
+    def __init__(self, model_dir: str | None, *, device: str = "auto", dtype=None, layout: str = "parallel",
+                 attention: str = "sparse", top_k_blocks: int = 16, cache_dir: str | None = None,
+                 cache_max_bytes: int = 20 << 30, repo_name: str = "repo", segment_cap: int | None = None,
+                 dense_layers: int | None = None, summary_mode: str = "minmax", device_max_bytes: int | None = None,
+                 host_max_bytes: int = 8 << 30):
+        if attention not in ("sparse", "dense"):
+            raise ValueError(f"attention must be 'sparse' or 'dense', got {attention!r}")
+        if top_k_blocks < 2:
+            raise ValueError(f"top_k_blocks must be >= 2 (history blocks + the local block), got {top_k_blocks}")
+        if model_dir is None:
+            if not (BUNDLED_DIR / "config.json").is_file():
+                raise FileNotFoundError(f"no bundled model is installed ({BUNDLED_DIR} has no config.json); "
+                                        "pass --model DIR with a Hugging Face checkpoint directory")
+            model_dir = str(BUNDLED_DIR)
+        self.model_dir = pathlib.Path(model_dir)
+        self.device = _resolve_device(device)
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.model = checkpoint.load_model(self.model_dir, device=self.device, dtype=self.dtype, dense_layers=dense_layers)
+        self.cfg = self.model.cfg
+        self.tok = Tokenizer(self.model_dir)
+        model_type = _model_type(self.model_dir)
+        self.fim = fim.detect(self.tok.vocab, model_type=model_type, has_index_branch=self.cfg.has_index_branch)
+        self.fingerprint = checkpoint.fingerprint(self.model_dir, self.dtype)
+        self.layout, self.attention, self.top_k = layout, attention, top_k_blocks
+        self.summary_mode = summary_mode
+        window = self.cfg.window
+        prefix_text = self.fim.repo_prefix(repo_name)
+        prefix_len = len(self.tok.encode(prefix_text))
+        cap = segment_cap or max(256, min(int(0.75 * window), window - prefix_len - 256))
+        self.tail_budget = max(256, window - prefix_len - cap)
+        needs_summaries = any(s for s in self.cfg.sparse_layers) and not self.cfg.has_index_branch
+        self.pool = PagePool(self.cfg, self.device, self.dtype, summaries=needs_summaries)
+        self.store = SegmentStore(self.pool, device_max_bytes=device_max_bytes, host_max_bytes=host_max_bytes)
+        disk = DiskCache(cache_dir, fingerprint=self.fingerprint, max_bytes=cache_max_bytes) if cache_dir else None
+        self.repo = RepoCache(self.model, self.tok, self.pool, self.store, layout=layout, prefix_text=prefix_text,
+                              header=self.fim.file_header, cap=cap, fingerprint=self.fingerprint, disk=disk)
+        self.disk = disk
+        self.stop_ids = {i for i in (self.tok.special(s) for s in self.fim.stops) if i is not None}
+        self._tail: _Tail | None = None
+        self.last_stats: dict = {}
+        self.repo.sync([], [])  # the shared prefix is cached from the start
+
+    # ---- descriptions -----------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return dict(model=str(self.model_dir), family=self.cfg.family,
+                    params=sum(p.numel() for p in self.model.parameters() if p is not self.model.lm_head.weight
+                               or not self.cfg.tie_embeddings),
+                    device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), layout=self.layout,
+                    attention=self.attention, fim_format=self.fim.name, fingerprint=self.fingerprint,
+                    window=self.cfg.window, top_k_blocks=self.top_k,
+                    index_branch=self.cfg.has_index_branch, segment_cap=self.repo.cap)
+
+    def stats(self) -> dict:
+        segs = self.store.segments.values()
+        resident = sum(1 for s in segs if s.pages)
+        device_bytes = self.store.device_bytes()
+        out = dict(segments=len(self.repo.parts), tokens=sum(p.n_kept for p in self.repo.parts) + self.repo.prefix_len,
+                   pages=self.pool.used_pages, bytes=device_bytes, host_bytes=self.store.host_bytes(),
+                   evictions=self.store.evictions, host_drops=self.store.host_drops,
+                   stored_segments=len(self.store.segments), resident_segments=resident,
+                   bytes_per_page=self.pool.bytes_per_page,
+                   devices={str(self.device): dict(pages=self.pool.used_pages, bytes=device_bytes,
+                                                   capacity_pages=self.pool.capacity)})
+        if self.disk is not None:
+            out["disk"] = dict(hits=self.disk.hits, misses=self.disk.misses, rejected=self.disk.rejected,
+                               writes=self.disk.writes, bytes=self.disk.total_bytes())
+        return out
+
+    # ---- repository -------------------------------------------------------------------------------------
+    def sync(self, add, drop) -> dict:
+        return self.repo.sync(list(add), list(drop))
+
+    # ---- forward over the tail --------------------------------------------------------------------------
+    def _run_tail(self, new_ids: list[int], start: int, repo_attn: RepoAttention, logits: str) -> torch.Tensor:
+        """Runs tokens new_ids at tail offsets start.. (tail KV before `start` is reused)."""
+        tail, dev = self._tail, self.device
+        n = len(new_ids)
+        tail.grow(start + n)
+        base = self.repo.tail_position()
+        positions = torch.arange(base + start, base + start + n, device=dev)
+
+        def attend(layer, q, k, v, index_q, index_k):
+            tail.k[layer, :, start : start + n] = k.transpose(0, 1)
+            tail.v[layer, :, start : start + n] = v.transpose(0, 1)
+            own = attend_dense(q, tail.k[layer, :, : start + n], tail.v[layer, :, : start + n], causal_start=start)
+            return merge([repo_attn(layer, q, index_q), own])
+
+        with torch.inference_mode():
+            out = self.model(torch.tensor(new_ids, device=dev), positions, attend, logits=logits)
+        tail.ids = tail.ids[:start] + list(new_ids)
+        return out
+
+    def _prepare_tail(self, ids: list[int], view_key) -> int:
+        """Reuse the longest common prefix of the previous tail; returns how many tail tokens are reused."""
+        if self._tail is None:
+            self._tail = _Tail(self.model, self.device, self.dtype, max(256, len(ids) + 64))
+        tail = self._tail
+        reuse = 0
+        if tail.view_key == view_key:
+            limit = min(len(tail.ids), len(ids) - 1)
+            while reuse < limit and tail.ids[reuse] == ids[reuse]:
+                reuse += 1
+        tail.view_key = view_key
+        tail.ids = tail.ids[:reuse]
+        return reuse
+
+    def _repo_attention(self, live_path: str):
+        view = self.repo.view(live_path)
+        attn = RepoAttention(self.pool, view, sparse=self.attention == "sparse", top_k=self.top_k,
+                             summary_mode=self.summary_mode)
+        return attn, (live_path, self.repo.version, self.store.generation, self.repo.tail_position())
+
+    # ---- completion -------------------------------------------------------------------------------------
+    def _fim_ids(self, path: str, prefix: str, suffix: str, budget: int) -> list[int]:
+        pieces = [(kind, self.tok.encode(text)) for kind, text in self.fim.tail(path, prefix, suffix)]
+        fixed = sum(len(ids) for kind, ids in pieces if kind == "text")
+        pre = next((ids for kind, ids in pieces if kind == "prefix"), [])
+        suf = next((ids for kind, ids in pieces if kind == "suffix"), [])
+        room = max(0, budget - fixed)
+        keep_suf = min(len(suf), room // 4 if len(pre) + len(suf) > room else len(suf))
+        keep_pre = min(len(pre), room - keep_suf)
+        keep_suf = min(len(suf), room - keep_pre)
+        out = []
+        for kind, ids in pieces:
+            if kind == "prefix":
+                ids = ids[len(ids) - keep_pre:] if keep_pre else []
+            elif kind == "suffix":
+                ids = ids[:keep_suf]
+            out.extend(ids)
+        return out
+
+    def complete(self, path: str, prefix: str, suffix: str, *, max_tokens: int = 64, temperature: float = 0.0,
+                 top_p: float = 1.0, top_k: int = 0, stop=(), seed: int | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        sampling._check(temperature, top_p, top_k)
+        return self._complete(path, prefix, suffix, max_tokens, temperature, top_p, top_k, tuple(stop), seed, should_stop)
+
+    def _complete(self, path, prefix, suffix, max_tokens, temperature, top_p, top_k, stop, seed, should_stop):
+        t0 = time.perf_counter()
+        ids = self._fim_ids(path, prefix, suffix, self.tail_budget - max_tokens)
+        repo_attn, view_key = self._repo_attention(path)
+        reuse = self._prepare_tail(ids, view_key)
+        stats = dict(prompt_tokens=len(ids), prefilled_tokens=len(ids) - reuse, reused_tail_tokens=reuse,
+                     generated_tokens=0, ttft_ms=None, decode_ms=0.0, repo_blocks=repo_attn.view.n_blocks,
+                     selected_blocks=None, finish="length")
+        self.last_stats = stats
+        generator = sampling.make_generator(seed)
+        matcher = sampling.StopMatcher(stop)
+        decoder = StreamDecoder(self.tok)
+        text, emitted = "", 0
+        logits = self._run_tail(ids[reuse:], reuse, repo_attn, "last")[-1]
+        t_first = None
+        for step in range(max_tokens):
+            if should_stop():
+                stats["finish"] = "cancelled"
+                break
+            tid = sampling.sample(logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator)
+            if t_first is None:
+                t_first = time.perf_counter()
+                stats["ttft_ms"] = (t_first - t0) * 1e3
+            if tid in self.stop_ids:
+                stats["finish"] = "stop_token"
+                break
+            stats["generated_tokens"] += 1
+            text += decoder.push(tid)
+            cut = matcher.cut(text)
+            if cut is not None:
+                text = text[:cut]
+                stats["finish"] = "stop_sequence"
+                break
+            safe = matcher.safe_len(text)
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+            if step + 1 < max_tokens:
+                logits = self._run_tail([tid], len(self._tail.ids), repo_attn, "last")[-1]
+        if len(text) > emitted:
+            yield text[emitted:]
+        if t_first is not None:
+            stats["decode_ms"] = (time.perf_counter() - t_first) * 1e3
+        sel = repo_attn.stats
+        stats["selected_blocks"] = round(sel.mean_blocks, 2) if sel.groups else None
+        self.last_stats = stats
+
+    # ---- scoring ----------------------------------------------------------------------------------------
+    def score(self, path: str, text: str, start: int, end: int) -> list[tuple[str, int, float]]:
+        """Log-probabilities of the tokens covering text[start:end), the file read causally after the repository."""
+        if not 0 <= start <= end <= len(text):
+            raise ValueError(f"span [{start}, {end}) is outside the text (length {len(text)})")
+        header = self.fim.file_header(path)
+        ids, offsets = self.tok.encode_with_offsets(header + text)
+        h = len(header)
+        span = [i for i, (s, e) in enumerate(offsets) if e > h + start and s < h + end and s >= h and i > 0]
+        if not span:
+            return []
+        last = span[-1]
+        head = self.tok.encode(header)
+        if last + 1 <= self.tail_budget:
+            window, row = ids[: last + 1], {i: i for i in span}
+        else:  # keep the header, drop text tokens far left of the span
+            lo = last + 1 - (self.tail_budget - len(head))
+            window = head + ids[lo : last + 1]
+            row = {i: len(head) + i - lo for i in span if i > lo}
+        repo_attn, _ = self._repo_attention(path)
+        self._prepare_tail([], None)
+        self._tail.view_key = None  # scoring neither reuses nor leaves a completion tail
+        logits = self._run_tail(window, 0, repo_attn, "all")
+        self._tail.ids = []
+        logprobs = torch.log_softmax(logits, dim=-1)
+        out = []
+        for i, j in row.items():
+            s, e = offsets[i]
+            out.append((text[s - h : e - h], s - h, float(logprobs[j - 1, ids[i]])))
+        return out
+
+
+def _model_type(model_dir: pathlib.Path) -> str:
+    import json
+
+    try:
+        return json.loads((model_dir / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        return ""

@@ -1,0 +1,56 @@
+"""Prompt text shapes: the repository prefix, file segments and the fill-in-the-middle tail per model family.
+
+Formats: "qwen" (Qwen2.5-Coder tokens), "msa" (the bundled model; same text as qwen, generation ends at
+<|endoftext|> or <|file_sep|>), "starcoder" (<fim_prefix> ... and <file_sep>), and "none" (no FIM tokens:
+the tail is the prefix only). Chosen from the tokenizer's special tokens and the config. Does not tokenize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FimFormat:
+    name: str
+    repo_name: str
+    file_sep: str
+    prefix: str
+    suffix: str
+    middle: str
+    stops: tuple[str, ...]
+
+    def repo_prefix(self, repo: str) -> str:
+        return f"{self.repo_name}{repo}\n"
+
+    def file_header(self, path: str) -> str:
+        return f"{self.file_sep}{path}\n"
+
+    def tail(self, path: str, prefix: str, suffix: str) -> list[tuple[str, str]]:
+        """Pieces of the live tail as (kind, text); kind "text" is tokenized as is, "prefix"/"suffix" may be cut."""
+        if self.name == "none":
+            return [("text", self.file_header(path)), ("prefix", prefix)]
+        return [("text", self.file_header(path) + self.prefix), ("prefix", prefix), ("text", self.suffix),
+                ("suffix", suffix), ("text", self.middle)]
+
+
+QWEN_TOKENS = dict(repo_name="<|repo_name|>", file_sep="<|file_sep|>", prefix="<|fim_prefix|>",
+                   suffix="<|fim_suffix|>", middle="<|fim_middle|>")
+FORMATS = {
+    "msa": FimFormat("msa", **QWEN_TOKENS, stops=("<|endoftext|>", "<|file_sep|>")),
+    "qwen": FimFormat("qwen", **QWEN_TOKENS, stops=("<|endoftext|>", "<|file_sep|>", "<|fim_pad|>",
+                                                    "<|repo_name|>", "<|im_end|>", "<|fim_prefix|>")),
+    "starcoder": FimFormat("starcoder", repo_name="<repo_name>", file_sep="<file_sep>", prefix="<fim_prefix>",
+                           suffix="<fim_suffix>", middle="<fim_middle>",
+                           stops=("<|endoftext|>", "<file_sep>", "<fim_prefix>", "<fim_pad>")),
+    "none": FimFormat("none", **QWEN_TOKENS, stops=("<|endoftext|>", "</s>", "<|end_of_text|>", "<|eot_id|>")),
+}
+
+
+def detect(vocab: dict[str, int], *, model_type: str = "", has_index_branch: bool = False) -> FimFormat:
+    """The FIM format the tokenizer supports (bundled MSA models: "msa")."""
+    if all(t in vocab for t in QWEN_TOKENS.values()):
+        return FORMATS["msa" if model_type == "msa" or has_index_branch else "qwen"]
+    if all(t in vocab for t in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")):
+        return FORMATS["starcoder"]
+    return FORMATS["none"]

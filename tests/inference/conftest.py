@@ -1,0 +1,70 @@
+"""Tiny random checkpoints saved with the pinned `transformers`, and a byte-level BPE tokenizer trained on the fly."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+SPECIALS = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+            "<|repo_name|>", "<|file_sep|>"]
+CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "import os\nimport sys\n\nclass Greeter:\n    def hello(self, name):\n        print('hello', name)\n",
+    "for i in range(10):\n    total = total + i * 2\n",
+    "from util import helper\nvalue = helper(3)\n",
+]
+
+
+def train_tokenizer(path: pathlib.Path, vocab_size: int = 300) -> pathlib.Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 20, trainer)
+    tok.save(str(path / "tokenizer.json"))
+    return path / "tokenizer.json"
+
+
+def build_model(path: pathlib.Path, family: str, *, layers: int = 2, seed: int = 0, shard: bool = False,
+                tied: bool = False, rope: dict | None = None, max_position: int = 4096, extra: dict | None = None):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+               "qwen3": (Qwen3Config, Qwen3ForCausalLM)}
+    config_cls, model_cls = classes[family]
+    kwargs = dict(hidden_size=64, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                  vocab_size=300, intermediate_size=128, max_position_embeddings=max_position,
+                  tie_word_embeddings=tied, rope_parameters=rope or {"rope_type": "default", "rope_theta": 10000.0})
+    if family == "qwen3":
+        kwargs["head_dim"] = 24
+    torch.manual_seed(seed)
+    model = model_cls(config_cls(**kwargs)).eval()
+    with torch.no_grad():  # random norms so that a missing or misplaced norm changes the logits
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), max_shard_size="40KB" if shard else "5GB")
+    if extra:
+        cfg = json.loads((path / "config.json").read_text())
+        cfg.update(extra)
+        (path / "config.json").write_text(json.dumps(cfg))
+    train_tokenizer(path)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """family -> directory of a saved random model (one per family, built once per session)."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for family in ("llama", "qwen2", "qwen3"):
+        build_model(root / family, family)
+        out[family] = root / family
+    return out
