@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
-from inference import protocol
+import inference.protocol as protocol
 
 log = logging.getLogger(__name__)
 READY_LINE = re.compile(r"ready on (\S+)")
