@@ -1,0 +1,58 @@
+"""Shared pieces of the editor tests: paths, the tool binaries, and a small multi-file workspace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EDITORS = REPO / "editors"
+VSCODE = EDITORS / "vscode"
+NVIM_PLUGIN = EDITORS / "nvim"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PYTHON = Path(sys.executable)
+NVIM = Path(sys.executable).with_name("nvim")
+
+# A two-module Python package with a cross-file import, plus a file with a syntax error.
+WORKSPACE_FILES = {
+    "pkg/__init__.py": "",
+    "pkg/shapes.py": "def area(width, height):\n    return width * height\n",
+    "app.py": "from pkg.shapes import area\n\n\ndef main():\n    return area(2, 3)\n",
+    "broken.py": "def broken(:\n    pass\n",
+}
+
+
+def write_workspace(root: Path) -> Path:
+    for rel, text in WORKSPACE_FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (root / "pyproject.toml").write_text('[project]\nname = "ws"\nversion = "0"\n')
+    return root
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return write_workspace(tmp_path / "ws")
+
+
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """HOME and XDG dirs under tmp, so no user config or state leaks in or out."""
+    env = dict(os.environ)
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
+        path = tmp_path / "home" / name.lower()
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+def npm() -> str:
+    found = shutil.which("npm")
+    if not found:
+        pytest.fail("npm is not installed; the VS Code extension tests need node 20 and npm")
+    return found

@@ -1,0 +1,166 @@
+-- Drives a real headless Neovim through one scenario against the real msa-lsp server and writes
+-- what it observed as JSON (pytest asserts on it). Runs inside Neovim's main loop (`-c luafile`),
+-- as a coroutine, so typed keys (nvim_input) go through insert mode and its autocommands as a
+-- user's would. Spec and output paths come from $MSA_NVIM_SPEC and $MSA_NVIM_OUT.
+local spec = vim.json.decode(table.concat(vim.fn.readfile(os.getenv("MSA_NVIM_SPEC")), "\n"))
+local out_path = os.getenv("MSA_NVIM_OUT")
+
+vim.opt.runtimepath:prepend(spec.plugin)
+vim.opt.swapfile = false
+vim.opt.shortmess:append("F")
+local msa = require("msa_lsp")
+msa.setup({
+  cmd = { spec.python, "-P", "-m", "lsp", "serve" },
+  settings = spec.settings or vim.empty_dict(),
+  inline = { debounce_ms = 30 },
+})
+
+local co
+local function sleep(ms)
+  vim.defer_fn(function() assert(coroutine.resume(co)) end, ms)
+  coroutine.yield()
+end
+
+local function wait_until(timeout_ms, what, cond)
+  local started = vim.uv.now()
+  while true do
+    local value = cond()
+    if value then return value end
+    if vim.uv.now() - started > timeout_ms then error("timed out waiting for " .. what, 0) end
+    sleep(25)
+  end
+end
+
+local function open(rel)
+  vim.cmd.edit(vim.fn.fnameescape(spec.workspace .. "/" .. rel))
+  local buf = vim.api.nvim_get_current_buf()
+  local client = wait_until(20000, "the msa_lsp client to attach to " .. rel, function()
+    local c = msa.client(buf)
+    return c and c.initialized and c
+  end)
+  return buf, client
+end
+
+local function wait_index_ready()
+  local status = require("msa_lsp.status")
+  wait_until(20000, "msa/status with index ready", function()
+    return status.latest and status.latest.index.state == "ready"
+  end)
+end
+
+local function buffer_text(buf)
+  return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
+end
+
+local scenarios = {}
+
+function scenarios.attach(result)
+  local buf, client = open(spec.file)
+  wait_index_ready()
+  result.client_name = client.name
+  result.root_dir = client.root_dir
+  result.offset_encoding = client.offset_encoding
+  result.statusline = msa.statusline()
+  result.status = require("msa_lsp.status").latest
+  result.supports = {}
+  for _, method in ipairs({ "textDocument/rename", "textDocument/completion", "textDocument/inlineCompletion" }) do
+    result.supports[method] = client:supports_method(method, buf)
+  end
+  vim.cmd("checkhealth msa_lsp")
+  result.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+end
+
+function scenarios.diagnostics(result)
+  local buf = open(spec.file)
+  local found = wait_until(20000, "diagnostics on " .. spec.file, function()
+    local d = vim.diagnostic.get(buf)
+    return #d > 0 and d
+  end)
+  result.diagnostics = {}
+  for _, d in ipairs(found) do
+    table.insert(result.diagnostics, { lnum = d.lnum, col = d.col, severity = d.severity, message = d.message,
+      source = d.source, code = d.code })
+  end
+end
+
+function scenarios.completion(result)
+  local buf, client = open(spec.file)
+  wait_index_ready()
+  local last = vim.api.nvim_buf_line_count(buf)
+  vim.api.nvim_buf_set_lines(buf, last, last, false, { spec.type })
+  vim.api.nvim_win_set_cursor(0, { last + 1, #spec.type })
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  local answer = client:request_sync("textDocument/completion", params, 10000, buf)
+  if not answer then error("completion request timed out", 0) end
+  if answer.err then error("completion failed: " .. answer.err.message, 0) end
+  local items = answer.result and (answer.result.items or answer.result) or {}
+  result.labels = vim.tbl_map(function(item) return item.label end, items)
+end
+
+function scenarios.rename(result)
+  local buf = open(spec.file)
+  wait_index_ready()
+  vim.api.nvim_win_set_cursor(0, { spec.line + 1, spec.col })
+  vim.lsp.buf.rename(spec.new_name)
+  local other_path = spec.workspace .. "/" .. spec.other
+  wait_until(20000, "the rename to reach " .. spec.other, function()
+    local other = vim.fn.bufnr(other_path)
+    return other ~= -1 and vim.api.nvim_buf_is_loaded(other) and buffer_text(other):find(spec.new_name, 1, true)
+  end)
+  local other = vim.fn.bufnr(other_path)
+  result.buffers = { [spec.file] = buffer_text(buf), [spec.other] = buffer_text(other) }
+  result.modified = { [spec.file] = vim.bo[buf].modified, [spec.other] = vim.bo[other].modified }
+  result.disk = { [spec.other] = table.concat(vim.fn.readfile(other_path), "\n") }
+end
+
+function scenarios.inline(result)
+  local buf, client = open(spec.file)
+  wait_index_ready()
+  result.supports_inline = client:supports_method("textDocument/inlineCompletion", buf)
+  if not result.supports_inline then error("the server does not offer textDocument/inlineCompletion", 0) end
+  vim.api.nvim_win_set_cursor(0, { spec.line + 1, 0 })
+  vim.api.nvim_input("A" .. spec.type)
+  local ns = require("msa_lsp.inline").namespace
+  local marks = wait_until(spec.timeout_ms or 60000, "a ghost-text extmark", function()
+    local m = vim.api.nvim_buf_get_extmarks(buf, ns, 0, -1, { details = true })
+    return #m > 0 and m
+  end)
+  local details = marks[1][4]
+  result.ghost = {
+    row = marks[1][2], col = marks[1][3],
+    text = details.virt_text and details.virt_text[1][1] or "",
+    virt_lines = details.virt_lines and #details.virt_lines or 0,
+    hl = details.virt_text and details.virt_text[1][2],
+  }
+  result.line_before = vim.api.nvim_buf_get_lines(buf, spec.line, spec.line + 1, false)[1]
+  local before = buffer_text(buf)
+  vim.api.nvim_input("<Tab>")
+  wait_until(5000, "the accepted text in the buffer", function() return buffer_text(buf) ~= before end)
+  result.line_after = vim.api.nvim_buf_get_lines(buf, spec.line, spec.line + 1, false)[1]
+  result.buffer_after = buffer_text(buf)
+  result.mode = vim.api.nvim_get_mode().mode
+end
+
+local function finish(ok, result)
+  for _, client in ipairs(vim.lsp.get_clients()) do client:stop() end
+  pcall(wait_until, 5000, "clients to stop", function() return #vim.lsp.get_clients() == 0 end)
+  vim.fn.writefile({ vim.json.encode(result) }, out_path)
+  vim.cmd(ok and "qa!" or "cq!")
+end
+
+co = coroutine.create(function()
+  local result = { scenario = spec.scenario, nvim = tostring(vim.version()) }
+  local run = scenarios[spec.scenario]
+  local ok, err = xpcall(function()
+    if not run then error("unknown scenario " .. tostring(spec.scenario), 0) end
+    run(result)
+  end, debug.traceback)
+  if not ok then
+    result.error = err
+    result.lsp_log_tail = vim.fn.filereadable(vim.lsp.get_log_path()) == 1
+      and vim.list_slice(vim.fn.readfile(vim.lsp.get_log_path()), math.max(1, #vim.fn.readfile(vim.lsp.get_log_path()) - 30))
+      or {}
+  end
+  finish(ok, result)
+end)
+vim.schedule(function() assert(coroutine.resume(co)) end)
