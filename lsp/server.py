@@ -1,0 +1,288 @@
+"""The language server: LSP handlers over the workspace index, kept thin.
+
+Each handler finds the document, asks the index (lsp.index) or a refactor (lsp.refactor), converts
+with lsp.convert and returns lsprotocol types. Indexing state, diagnostics scheduling and status
+live in lsp.workspace_state. Model work is not done here: lsp.completion (when present) registers
+inline completion and adds completion items through `MsaServer.completion_providers`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from lsp import __version__, convert, refactor
+from lsp.documents import Documents, UnknownDocument, uri_to_path
+from lsp.options import SECTION, Options, parse_options
+from lsp.workspace_state import WorkspaceState
+
+log = logging.getLogger(__name__)
+
+
+class MsaProtocol(LanguageServerProtocol):
+    """pygls' protocol with our own document store and JSON-RPC error replies for malformed requests."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except Exception as exc:
+            if isinstance(data, dict) and "method" in data and data.get("id") is not None:
+                error = JsonRpcInvalidParams(f"invalid params for {data['method']}: {exc.__cause__ or exc}")
+                self._send_response(data["id"], error=error.to_response_error())
+            raise
+
+    # Open buffers live in lsp.documents; pygls' own store would raise on a change to an unopened file.
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params):
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params):
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params):
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
+            yield handler, (params,), None
+
+
+class MsaServer(LanguageServer):
+    def __init__(self):
+        super().__init__("msa-lsp", __version__, protocol_cls=MsaProtocol)
+        self.options = Options()
+        self.documents = Documents()
+        self.state = WorkspaceState(self)
+        self.worker = None  # set by lsp.completion when a worker is configured
+        self.completion_providers: list = []  # async (server, params, document) -> list[CompletionItem]
+
+    @property
+    def encoding(self) -> str:
+        return self.workspace.position_encoding or convert.UTF16
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=f"msa-lsp: {message}"))
+
+    def report_server_error(self, error, source):
+        if isinstance(error, ValueError) and not isinstance(error, JsonRpcInvalidRequest):
+            # a body that is not JSON: JSON-RPC's answer is a parse error with a null id
+            self.protocol._send_response(None, error=JsonRpcParseError(f"not JSON: {error}").to_response_error())
+            return
+        super().report_server_error(error, source)
+
+    def apply_options(self, raw) -> None:
+        options, warnings = parse_options(raw)
+        for warning in warnings:
+            self.warn(f"setting {warning}")
+        self.options = options
+
+
+SERVER = MsaServer()
+
+
+def _document_or_error(uri: str):
+    """The open buffer, or the file on disk by path; raises a clear JSON-RPC error otherwise."""
+    path = uri_to_path(uri)
+    if path is None:
+        raise JsonRpcInvalidParams(f"not a file URI: {uri}")
+    return path, SERVER.state.lines_for(path)
+
+
+@SERVER.feature(types.INITIALIZE)
+def initialize(ls: MsaServer, params: types.InitializeParams):
+    ls.apply_options(params.initialization_options)
+    folders = [uri_to_path(f.uri) for f in params.workspace_folders or []]
+    root = next((f for f in folders if f), None) or (uri_to_path(params.root_uri) if params.root_uri else None) \
+        or params.root_path
+    ls.state.set_root(root)
+    log.info("root %s, position encoding %s", root, ls.encoding)
+
+
+@SERVER.feature(types.INITIALIZED)
+async def initialized(ls: MsaServer, params: types.InitializedParams):
+    await ls.state.start_indexing()
+
+
+@SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+async def did_change_configuration(ls: MsaServer, params: types.DidChangeConfigurationParams):
+    settings = params.settings
+    if isinstance(settings, dict) and SECTION in settings:
+        settings = settings[SECTION]
+    elif not settings and _client_has("workspace.configuration"):
+        answer = await ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)]))
+        settings = answer[0] if answer else None
+    before = ls.options
+    ls.apply_options(settings)
+    if ls.options.index != before.index:
+        await ls.state.start_indexing()
+
+
+def _client_has(dotted: str) -> bool:
+    value = SERVER.client_capabilities
+    for part in dotted.split("."):
+        value = getattr(value, part, None)
+    return bool(value)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: MsaServer, params: types.DidOpenTextDocumentParams):
+    doc = ls.documents.open(params.text_document)
+    if doc is not None:
+        ls.state.buffer_changed(doc.path)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: MsaServer, params: types.DidChangeTextDocumentParams):
+    try:
+        doc = ls.documents.change(params, ls.encoding)
+    except UnknownDocument:
+        ls.warn(f"ignored a change to {params.text_document.uri}: it was never opened (didOpen first)")
+        return
+    ls.state.buffer_changed(doc.path)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+def did_save(ls: MsaServer, params: types.DidSaveTextDocumentParams):
+    doc = ls.documents.get(params.text_document.uri)
+    if doc is not None:
+        ls.state.buffer_changed(doc.path)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: MsaServer, params: types.DidCloseTextDocumentParams):
+    doc = ls.documents.close(params.text_document.uri)
+    if doc is not None:
+        ls.state.disk_changed(doc.path)
+
+
+@SERVER.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+def did_change_watched_files(ls: MsaServer, params: types.DidChangeWatchedFilesParams):
+    for event in params.changes:
+        path = uri_to_path(event.uri)
+        if path is not None and ls.documents.by_path(path) is None:
+            ls.state.disk_changed(path)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+def document_symbol(ls: MsaServer, params: types.DocumentSymbolParams):
+    path, lines = _document_or_error(params.text_document.uri)
+    symbols = ls.state.query(lambda index: index.symbols_in(path), path)
+    return convert.document_symbols(lines, symbols, ls.encoding)
+
+
+@SERVER.feature(types.WORKSPACE_SYMBOL)
+def workspace_symbol(ls: MsaServer, params: types.WorkspaceSymbolParams):
+    found = ls.state.query(lambda index: index.search(params.query, limit=200))
+    return [types.SymbolInformation(
+        name=d.name, kind=convert.SYMBOL_KINDS.get(d.kind, types.SymbolKind.Variable), container_name=d.container or None,
+        location=ls.state.location(d.path, d.name_range)) for d in found]
+
+
+def _server_position(params) -> tuple[str, int, int]:
+    path, lines = _document_or_error(params.text_document.uri)
+    line, column = convert.to_server_position(lines, params.position, SERVER.encoding)
+    return path, line, column
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_DEFINITION)
+def definition(ls: MsaServer, params: types.DefinitionParams):
+    path, line, column = _server_position(params)
+    found = ls.state.query(lambda index: index.definition_at(path, line, column), path)
+    return [ls.state.location(d.path, d.name_range) for d in found] or None
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_REFERENCES)
+def references(ls: MsaServer, params: types.ReferenceParams):
+    path, line, column = _server_position(params)
+    found = ls.state.query(lambda index: refactor.references_at(index, path, line, column,
+                                                                params.context.include_declaration), path)
+    return [ls.state.location(ref_path, span) for ref_path, span in found] or None
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
+def prepare_rename(ls: MsaServer, params: types.PrepareRenameParams):
+    path, line, column = _server_position(params)
+    target = ls.state.query(lambda index: refactor.rename_target(index, path, line, column), path)
+    return types.PrepareRenamePlaceholder(range=ls.state.location(path, target.span).range, placeholder=target.name)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_RENAME)
+def rename(ls: MsaServer, params: types.RenameParams):
+    path, line, column = _server_position(params)
+    edits = ls.state.query(lambda index: refactor.rename_edits(index, path, line, column, params.new_name), path)
+    return ls.state.workspace_edit(edits, versioned=_client_has("workspace.workspace_edit.document_changes"))
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))
+async def completion(ls: MsaServer, params: types.CompletionParams):
+    path, line, column = _server_position(params)
+    found = ls.state.query(lambda index: index.symbols_in_scope(path), path)
+    items = [types.CompletionItem(label=d.name, kind=convert.COMPLETION_KINDS.get(d.kind, types.CompletionItemKind.Text),
+                                  detail=ls.state.relative(d.path), sort_text=f"1{d.name}") for d in found]
+    doc = ls.documents.by_path(path)
+    for provider in ls.completion_providers:
+        try:
+            items.extend(await provider(ls, params, doc))
+        except Exception:  # an AI item must never take the workspace items down with it
+            log.exception("completion provider %r failed", provider)
+    return types.CompletionList(is_incomplete=bool(ls.completion_providers), items=items)
+
+
+@SERVER.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+    code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite]))
+def code_action(ls: MsaServer, params: types.CodeActionParams):
+    path, lines = _document_or_error(params.text_document.uri)
+    wanted = params.context.only
+    if wanted and not any(kind.startswith(("quickfix", "refactor")) or kind in ("quickfix", "refactor") for kind in wanted):
+        return None
+    start = convert.to_server_position(lines, params.range.start, ls.encoding)
+    end = convert.to_server_position(lines, params.range.end, ls.encoding)
+    on_cycle = [d for d in params.context.diagnostics if d.code == "import-cycle"]
+    text = ls.state.text_of(path)
+    fixes = ls.state.query(lambda index: refactor.cycle_fixes(index, path, text, start, end, bool(on_cycle)), path)
+    versioned = _client_has("workspace.workspace_edit.document_changes")
+    return [types.CodeAction(
+        title=fix.title, kind=types.CodeActionKind.QuickFix if on_cycle else types.CodeActionKind.RefactorRewrite,
+        diagnostics=on_cycle or None, is_preferred=bool(on_cycle),
+        edit=ls.state.workspace_edit(fix.edits, versioned=versioned)) for fix in fixes] or None
+
+
+def _load_extensions(server: MsaServer) -> None:
+    """lsp.completion, when installed, adds inline completion and AI completion items to the server."""
+    try:
+        module = importlib.import_module("lsp.completion")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lsp.completion":
+            raise
+        log.info("no lsp.completion module: AI completion is off")
+        return
+    if hasattr(module, "register"):
+        module.register(server)
+
+
+def _configure_logging(log_file: str | None, level: str) -> None:
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+
+
+def main(args) -> int:
+    _configure_logging(getattr(args, "log_file", None), getattr(args, "log_level", "INFO"))
+    _load_extensions(SERVER)
+    if getattr(args, "tcp", None):
+        host, _, port = args.tcp.rpartition(":")
+        SERVER.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        SERVER.start_io()
+    return 0

@@ -1,0 +1,290 @@
+"""What the server knows about the workspace over time: the index, its first build, diagnostics, status.
+
+Owns the WorkspaceIndex (thread-safe itself), builds it in a background thread (with `$/progress`
+and `msa/status`), feeds it open buffers (which win over disk) and files changed on disk, and pushes
+diagnostics per file, debounced per file and republished for other files an edit affects (import
+cycles, resolution). Not the place for LSP request handling (server.py) or text conversion (convert.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from lsp import convert
+from lsp.documents import path_to_uri
+from lsp.index.workspace import WorkspaceIndex
+from lsp.index.discovery import read_source
+from lsp.index.model import IndexOptions
+from lsp.refactor import RefactorError
+
+log = logging.getLogger(__name__)
+REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
+PROGRESS_INTERVAL_S = 0.1
+
+
+class WorkspaceState:
+    def __init__(self, server):
+        self.server = server
+        self.root: str | None = None
+        self.index: WorkspaceIndex | None = None
+        self.lock = threading.RLock()  # held while swapping the index and while a reader needs one consistent view
+        self._dirty: set[str] = set()  # open buffers the index has not seen yet
+        self._indexed_version: dict[str, int | None] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._published: dict[str, list[types.Diagnostic]] = {}
+        self._cycle_files: set[str] = set()
+        self._generation = 0
+        self.file_listeners: list = []  # callables(path) after a file's text changed; path None = index rebuilt
+        self.status = {"index": {"state": "indexing", "files": 0, "done": 0},
+                       "worker": {"state": "off", "message": "", "model": ""},
+                       "cache": {"segments": 0, "tokens": 0, "filled": 0}}
+
+    # ---- paths ----------------------------------------------------------------------------------
+    def set_root(self, root: str | None) -> None:
+        self.root = os.path.realpath(root) if root else None
+
+    def uri(self, path: str) -> str:
+        return path_to_uri(path)
+
+    def relative(self, path: str) -> str:
+        return os.path.relpath(path, self.root) if self.root else path
+
+    def lines_for(self, path: str):
+        """Lines of the open buffer, else of the indexed text, else of the file on disk."""
+        doc = self.server.documents.by_path(path)
+        if doc is not None:
+            return doc.lines
+        if self.index is not None and (text := self.index.text(path)) is not None:
+            return convert.split_lines(text)
+        return self.server.documents.lines_for(path)
+
+    def location(self, path: str, span) -> types.Location:
+        lines = self.lines_for(path)
+        return convert.location(self.uri(path), lines, span, self.server.encoding)
+
+    def text_of(self, path: str) -> str | None:
+        doc = self.server.documents.by_path(path)
+        if doc is not None:
+            return doc.text
+        if self.index is not None and (text := self.index.text(path)) is not None:
+            return text
+        text, _ = read_source(path, self.server.options.index.max_file_size)
+        return text
+
+    def workspace_edit(self, edits, *, versioned: bool) -> types.WorkspaceEdit:
+        """{path: [(code-point Range, new text)]} as a WorkspaceEdit in client units."""
+        encoding = self.server.encoding
+        per_file = {}
+        for path, changes in edits.items():
+            lines = self.lines_for(path)
+            per_file[path] = [types.TextEdit(range=convert.index_range(lines, rng, encoding), new_text=new)
+                              for rng, new in changes]
+        if not versioned:
+            return types.WorkspaceEdit(changes={self.uri(p): e for p, e in per_file.items()})
+        changes = []
+        for path, text_edits in per_file.items():
+            doc = self.server.documents.by_path(path)
+            ident = types.OptionalVersionedTextDocumentIdentifier(uri=self.uri(path), version=doc.version if doc else None)
+            changes.append(types.TextDocumentEdit(text_document=ident, edits=text_edits))
+        return types.WorkspaceEdit(document_changes=changes)
+
+    # ---- the index ------------------------------------------------------------------------------
+    def query(self, ask, path: str | None = None):
+        """`ask(index)` on an index that has seen the latest text of `path`; refusals become RequestFailed."""
+        if self.index is None:
+            raise JsonRpcException("the workspace is not indexed yet (no workspace folder?)", code=REQUEST_FAILED)
+        if path is not None:
+            self._flush(path)
+        try:
+            with self.lock:
+                return ask(self.index)
+        except RefactorError as exc:
+            raise JsonRpcException(str(exc), code=REQUEST_FAILED) from exc
+
+    def _index_options(self) -> IndexOptions:
+        opts = self.server.options.index
+        return IndexOptions(max_file_size=opts.max_file_size, exclude=opts.exclude, include_secrets=opts.include_secrets)
+
+    async def start_indexing(self) -> None:
+        """Starts the first (or a fresh) index build in a thread and returns at once."""
+        self._generation += 1
+        generation = self._generation
+        index = WorkspaceIndex(self.root, self._index_options())
+        with self.lock:
+            self.index = index
+        for doc in self.server.documents.all():
+            index.update_file(doc.path, doc.text)
+        if self.root is None:
+            self.server.warn("no workspace folder: only open files are indexed")
+            self._set_index_status("ready", len(index.files), len(index.files))
+            return
+        token = await self._create_progress(generation)
+        self._set_index_status("indexing", 0, 0)
+        asyncio.get_running_loop().create_task(self._build(index, generation, token))
+
+    async def _create_progress(self, generation: int):
+        caps = self.server.client_capabilities
+        if not (caps.window and caps.window.work_done_progress):
+            return None
+        token = f"msa-index-{generation}"
+        try:
+            await self.server.work_done_progress.create_async(token)
+        except Exception as exc:  # a client may refuse; indexing goes on without a progress bar
+            log.warning("window/workDoneProgress/create refused: %s", exc)
+            return None
+        self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+            title="Indexing workspace", message="finding files", percentage=0, cancellable=False))
+        return token
+
+    async def _build(self, index, generation: int, token) -> None:
+        loop = asyncio.get_running_loop()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S or done == total:
+                last[0] = now
+                loop.call_soon_threadsafe(self._report_progress, token, generation, done, total)
+
+        started = time.monotonic()
+        try:
+            await loop.run_in_executor(None, lambda: index.build(progress=progress))
+        except Exception as exc:
+            log.exception("indexing failed")
+            self._set_index_status("error", self.status["index"]["files"], self.status["index"]["done"])
+            if token:
+                self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"failed: {exc}"))
+            self.server.warn(f"indexing failed: {exc}")
+            return
+        if generation != self._generation:
+            return
+        for doc in self.server.documents.all():  # the build re-applied buffers; these may be newer
+            index.update_file(doc.path, doc.text)
+            self._indexed_version[doc.path] = doc.version
+        self._dirty.clear()
+        total = len(index.files)
+        log.info("indexed %d files in %.2fs", total, time.monotonic() - started)
+        if token:
+            self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{total} files indexed"))
+        self._set_index_status("ready", total, total)
+        self._notify(None)
+        self._publish_everything()
+
+    def _report_progress(self, token, generation: int, done: int, total: int) -> None:
+        if generation != self._generation:
+            return
+        if token:
+            self.server.work_done_progress.report(token, types.WorkDoneProgressReport(
+                message=f"{done}/{total} files", percentage=int(100 * done / total) if total else 100))
+        self._set_index_status("indexing", total, done)
+
+    def _set_index_status(self, state: str, files: int, done: int) -> None:
+        self.status["index"] = {"state": state, "files": files, "done": done}
+        self.send_status()
+
+    def set_worker_status(self, state: str, message: str = "", model: str = "") -> None:
+        """For the worker client: "off" | "starting" | "ready" | "restarting" | "error"."""
+        self.status["worker"] = {"state": state, "message": message, "model": model}
+        self.send_status()
+
+    def set_cache_status(self, segments: int, tokens: int, filled: int) -> None:
+        self.status["cache"] = {"segments": segments, "tokens": tokens, "filled": filled}
+        self.send_status()
+
+    def send_status(self) -> None:
+        self.server.protocol.notify("msa/status", self.status)
+
+    # ---- edits ----------------------------------------------------------------------------------
+    def _notify(self, path: str | None) -> None:
+        for listener in self.file_listeners:
+            try:
+                listener(path)
+            except Exception:
+                log.exception("file listener %r failed", listener)
+
+    def buffer_changed(self, path: str) -> None:
+        self._dirty.add(path)
+        self._schedule(path)
+        self._notify(path)
+
+    def disk_changed(self, path: str) -> None:
+        """A file changed, appeared or vanished on disk (or its buffer closed): re-read it."""
+        if self.index is None:
+            return
+        reason = self.index.reload_file(path)
+        if reason:
+            log.info("not indexing %s: %s", path, reason)
+        self._dirty.discard(path)
+        self._indexed_version[path] = None
+        self._schedule(path, everything=True)
+        self._notify(path)
+
+    def _flush(self, path: str) -> None:
+        if path not in self._dirty or self.index is None:
+            return
+        doc = self.server.documents.by_path(path)
+        self._dirty.discard(path)
+        if doc is None:
+            return
+        self.index.update_file(path, doc.text)
+        self._indexed_version[path] = doc.version
+
+    def _schedule(self, path: str, everything: bool = False) -> None:
+        if (timer := self._timers.pop(path, None)) is not None:
+            timer.cancel()
+        delay = self.server.options.diagnostics.debounce_ms / 1000
+        loop = asyncio.get_running_loop()
+        self._timers[path] = loop.call_later(delay, self._publish_after_edit, path, everything)
+
+    def _publish_after_edit(self, path: str, everything: bool) -> None:
+        self._timers.pop(path, None)
+        if self.index is None:
+            return
+        try:
+            self._flush(path)
+            if everything:
+                self._publish_everything()
+                return
+            before = self._cycle_files
+            after = self._files_on_cycles()
+            for affected in {path} | before | after:
+                self._publish(affected)
+        except Exception:
+            log.exception("publishing diagnostics after an edit to %s failed", path)
+
+    def _files_on_cycles(self) -> set[str]:
+        self._cycle_files = {p for cycle in self.index.import_cycles() for p in cycle}
+        return self._cycle_files
+
+    def _publish_everything(self) -> None:
+        self._files_on_cycles()
+        paths = set(self.index.files)
+        for path in paths | set(self._published):
+            self._publish(path)
+
+    def _publish(self, path: str) -> None:
+        """Pushes `path`'s diagnostics when they differ from what the client has; never for a stale version."""
+        doc = self.server.documents.by_path(path)
+        if doc is not None and path in self._dirty:
+            return  # a newer edit is waiting; its own timer publishes
+        found = self.index.diagnostics(path)
+        lines = self.lines_for(path)
+        diagnostics = [convert.diagnostic(lines, d, self.server.encoding) for d in found]
+        version = doc.version if doc is not None else None
+        if doc is None and self._published.get(path, []) == diagnostics:
+            return
+        if doc is not None and self._indexed_version.get(path) not in (None, doc.version):
+            return
+        if diagnostics:
+            self._published[path] = diagnostics
+        else:
+            self._published.pop(path, None)
+        self.server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=self.uri(path), diagnostics=diagnostics, version=version))

@@ -1,0 +1,132 @@
+"""A real msa-lsp server over stdio, driven by pytest-lsp's client with VS Code's and Neovim's
+capabilities, on a copy of a fixture workspace (tests may edit it)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import shutil
+import sys
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+SERVER_COMMAND = [sys.executable, "-m", "lsp", "serve", "--log-level", "DEBUG"]
+PROFILES = ["visual-studio-code", "neovim"]
+WAIT_S = 20
+
+
+class Events:
+    """Notifications the tests wait on, recorded as they arrive (no sleeps)."""
+
+    def __init__(self):
+        self.statuses: list[dict] = []
+        self.ready = asyncio.Event()
+        self.published: list[types.PublishDiagnosticsParams] = []
+        self._publish_waiters: list[tuple[object, asyncio.Future]] = []
+
+    def on_status(self, params) -> None:
+        status = params if isinstance(params, dict) else _as_dict(params)
+        self.statuses.append(status)
+        if status["index"]["state"] == "ready":
+            self.ready.set()
+
+    def on_publish(self, params: types.PublishDiagnosticsParams) -> None:
+        self.published.append(params)
+        for predicate, future in list(self._publish_waiters):
+            if not future.done() and predicate(params):
+                future.set_result(params)
+
+    async def diagnostics_where(self, predicate) -> types.PublishDiagnosticsParams:
+        """The first publishDiagnostics (already received or coming) matching `predicate`."""
+        for params in self.published:
+            if predicate(params):
+                return params
+        future = asyncio.get_running_loop().create_future()
+        self._publish_waiters.append((predicate, future))
+        return await asyncio.wait_for(future, WAIT_S)
+
+
+def _as_dict(obj):
+    """pygls hands custom notification params over as nested named tuples."""
+    if hasattr(obj, "_asdict"):
+        return {k: _as_dict(v) for k, v in obj._asdict().items()}
+    return obj
+
+
+def copy_fixture(name: str, dest: pathlib.Path) -> pathlib.Path:
+    root = dest / name
+    shutil.copytree(FIXTURES / name, root)
+    return root
+
+
+async def start_session(client: LanguageClient, profile: str, root: pathlib.Path, options: dict | None = None) -> Events:
+    events = Events()
+    client.events = events
+
+    @client.feature("msa/status")
+    def _status(params):
+        events.on_status(params)
+
+    features = client.protocol.fm.features
+    record_diagnostics = features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+
+    def _publish(params):
+        record_diagnostics(params)
+        events.on_publish(params)
+
+    features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = _publish
+
+    await client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities(profile), root_uri=root.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
+        initialization_options=options))
+    await asyncio.wait_for(events.ready.wait(), WAIT_S)
+    return events
+
+
+@pytest_lsp.fixture(params=PROFILES, config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def client(request, lsp_client: LanguageClient, tmp_path):
+    root = copy_fixture("workspace", tmp_path)
+    lsp_client.root = root
+    lsp_client.profile = request.param
+    await start_session(lsp_client, request.param, root)
+    yield
+    await lsp_client.shutdown_session()
+
+
+def uri(client: LanguageClient, relative: str) -> str:
+    return (client.root / relative).as_uri()
+
+
+def open_file(client: LanguageClient, relative: str, text: str | None = None, version: int = 1) -> str:
+    path = client.root / relative
+    text = path.read_text() if text is None else text
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+        uri=path.as_uri(), language_id="python" if relative.endswith(".py") else "typescript", version=version, text=text)))
+    return path.as_uri()
+
+
+def client_column(client: LanguageClient, line: str, code_points: int) -> int:
+    """A code-point column in the units the server chose for this client."""
+    prefix = line[:code_points]
+    if client.profile == "neovim":  # Neovim offers utf-8 first; pygls takes the client's first choice
+        return len(prefix.encode("utf-8"))
+    return len(prefix.encode("utf-16-le")) // 2
+
+
+def at(client: LanguageClient, relative: str, needle: str, nth: int = 0, offset: int = 0) -> types.Position:
+    """The client position of the `nth` occurrence of `needle` in a fixture file (+offset code points)."""
+    lines = (client.root / relative).read_text().split("\n")
+    seen = 0
+    for number, line in enumerate(lines):
+        start = line.find(needle)
+        while start >= 0:
+            if seen == nth:
+                return types.Position(line=number, character=client_column(client, line, start + offset))
+            seen += 1
+            start = line.find(needle, start + 1)
+    raise AssertionError(f"{needle!r} #{nth} not in {relative}")
