@@ -163,3 +163,92 @@ def test_page_summaries_builder_matches_reference():
     reference.write_page_summaries(kc, *want, ids, lens)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_ops_switch_picks_reference_on_cpu_and_triton_when_forced():
+    from kernels import ops
+
+    g = torch.Generator().manual_seed(18)
+    q, kc, vc, table, seq, sel = _decode_case(g, [300, 129], 2, 2, 64, torch.float32, k=3)
+    with ops.use_backend("reference"):
+        want = ops.sparse_decode(q, kc, vc, table, seq, sel)
+    with ops.use_backend("triton"):
+        got = ops.sparse_decode(q, kc, vc, table, seq, sel)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError):
+        ops.use_backend("cuda")
+
+
+# ---- GPU: bf16, full shapes, CUDA graphs ------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n_tokens", [97, 128 * 1000 + 1, 1 << 20])
+def test_gpu_index_scores_and_topk_full_size(n_tokens):
+    g = torch.Generator().manual_seed(20)
+    Hkv, di = 4, 128
+    nb = (n_tokens + PAGE - 1) // PAGE
+    table = torch.randperm(nb + 5, generator=g)[:nb].to(torch.int32)[None].cuda()
+    idx = torch.randn(nb + 5, PAGE, di, generator=g).bfloat16().cuda()
+    q = torch.randn(1, Hkv, di, generator=g).bfloat16().cuda()
+    seq = torch.tensor([n_tokens], dtype=torch.int32, device="cuda")
+    got = index_scores.index_block_scores(q, idx, table, seq)
+    want = reference.index_block_scores(q, idx, table, seq)
+    fin = torch.isfinite(want)
+    assert torch.equal(fin, torch.isfinite(got))
+    torch.testing.assert_close(got[fin], want[fin], atol=1e-3, rtol=1e-4)
+    sel = topk.topk_blocks(want, seq, 16)
+    assert torch.equal(sel.cpu(), reference.topk_blocks(want.cpu(), seq.cpu(), 16))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("G,Hkv,d", [(7, 4, 128), (16, 4, 128), (1, 8, 64), (4, 2, 64)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gpu_decode_pipeline_bf16_and_graph_replay(G, Hkv, d, dtype):
+    g = torch.Generator().manual_seed(21 + G)
+    seqs = [1, 127, 129, 3000, 200_001]
+    kc, vc, table, seq = _cache(g, seqs, Hkv, d, dtype)
+    P = kc.shape[0]
+    kmin, kmax, kmean = (torch.empty(P, Hkv, d, dtype=dtype, device="cuda") for _ in range(3))
+    summaries.write_page_summaries(kc, kmin, kmax, kmean, torch.arange(P, device="cuda"), torch.full((P,), PAGE, device="cuda"))
+    want_sum = reference.page_summaries(kc, torch.arange(P, device="cuda"), torch.full((P,), PAGE, device="cuda"))
+    for a, b in zip((kmin, kmax, kmean), want_sum):
+        torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-2)
+    q = torch.randn(len(seqs), G * Hkv, d, generator=g).to(dtype).cuda()
+
+    def step():
+        s = index_scores.summary_block_scores(q, kmin, kmax, table, seq)
+        sel = topk.topk_blocks(s, seq, 16)
+        return s, sel, sparse_decode.sparse_decode(q, kc, vc, table, seq, sel)
+
+    s, sel, out = step()
+    want_s = reference.summary_block_scores(q, kmin, kmax, table, seq)
+    torch.testing.assert_close(s[torch.isfinite(want_s)], want_s[torch.isfinite(want_s)], atol=1e-2, rtol=1e-4)
+    assert torch.equal(sel.cpu(), reference.topk_blocks(s.cpu(), seq.cpu(), 16))
+    want = reference.sparse_decode(q, kc, vc, table, seq, sel)
+    assert _rel(out, want) < 1e-2
+    graph = torch.cuda.CUDAGraph()
+    torch.cuda.synchronize()
+    with torch.cuda.graph(graph):
+        gs, gsel, gout = step()
+    q.copy_(torch.randn(q.shape, generator=g).to(dtype).cuda())
+    graph.replay()
+    s2, sel2, out2 = step()
+    assert torch.equal(gsel, sel2) and torch.equal(gout, out2)
+
+
+@pytest.mark.gpu
+def test_gpu_prefill_chunk_bf16():
+    g = torch.Generator().manual_seed(22)
+    kc, vc, table, _ = _cache(g, [40 * PAGE + 5], 4, 128, torch.bfloat16)
+    positions = torch.arange(33 * PAGE - 200, 40 * PAGE + 5, dtype=torch.int32, device="cuda")
+    rows, seq = reference.prefill_rows(table[0], positions)
+    idx = torch.randn(kc.shape[0], PAGE, 128, generator=g).bfloat16().cuda()
+    qi = torch.randn(positions.numel(), 4, 128, generator=g).bfloat16().cuda()
+    scores = index_scores.index_block_scores(qi, idx, rows, seq)
+    want_scores = reference.index_block_scores(qi, idx, rows, seq)
+    torch.testing.assert_close(scores[torch.isfinite(want_scores)], want_scores[torch.isfinite(want_scores)], atol=1e-3, rtol=1e-4)
+    sel = topk.topk_blocks(want_scores, seq, 16)
+    q = torch.randn(positions.numel(), 28, 128, generator=g).bfloat16().cuda()
+    got = sparse_decode.sparse_prefill(q, kc, vc, table[0], positions, sel)
+    assert _rel(got, reference.sparse_prefill(q, kc, vc, table[0], positions, sel)) < 1e-2

@@ -1,0 +1,300 @@
+"""Decode-time cost of MSA against dense attention on one GPU: per layer, and for a whole 1.5B-shaped model step.
+
+Per layer (Hq/Hkv/d = 28/4/128 and 64/4/128, bf16, one sequence of N tokens, N = 32k..1M):
+  dense   torch SDPA with GQA over contiguous K/V;
+  ours    scores + top-k (15 history + local) + block-sparse flash-decoding, for page summaries (Quest min/max and
+          mean) and for M3 per-token index keys; each also split into its three stages;
+  floors  bytes each must read / measured device-to-device copy bandwidth.
+Every timed region is one CUDA graph over several layers with their own buffers (so repeated replays do not
+measure the 50 MB L2), median of replays. Whole step: 28 layers, 12/2 heads, d 128, ff 8960, vocab 151936,
+random bf16 weights, KV cache of N tokens, dense SDPA vs MSA (every layer sparse), one CUDA graph per step.
+Prints a table and ends with one JSON line (also written to --out). Needs a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from kernels import index_scores, reference, sparse_decode, summaries, topk
+
+PAGE = 128
+POOL_PAGES = 8192  # physical pages of the shared per-layer K/V pool (1M tokens)
+TOPK = 16
+MB = 1 << 20
+
+
+def graph_ms(fn, replays=15):
+    """Median milliseconds of one replay of a CUDA graph of fn()."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()
+        fn()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    del g
+    return statistics.median(times)
+
+
+def copy_bandwidth():
+    """Bytes per second of a 2 GiB device-to-device copy, read + write counted."""
+    x = torch.empty(1 << 30, dtype=torch.bfloat16, device="cuda").normal_()
+    y = torch.empty_like(x)
+    ms = graph_ms(lambda: y.copy_(x), replays=10)
+    del x, y
+    return 2 * (2 << 30) / (ms / 1e3)
+
+
+class LayerBench:
+    """Buffers for the per-layer comparison at one KV-head count (K/V pool shared by all N and Hq)."""
+
+    def __init__(self, Hkv, d, d_idx=128, n_copies=16):
+        self.Hkv, self.d, self.n_copies = Hkv, d, n_copies
+        kv_shape = (POOL_PAGES, Hkv, PAGE, d)
+        self.k = torch.randn(kv_shape, dtype=torch.bfloat16, device="cuda")
+        self.v = torch.randn(kv_shape, dtype=torch.bfloat16, device="cuda")
+        self.dense_k = torch.randn(1, Hkv, POOL_PAGES * PAGE, d, dtype=torch.bfloat16, device="cuda")
+        self.dense_v = torch.randn_like(self.dense_k)
+        lo, hi, mean = (torch.empty(POOL_PAGES, Hkv, d, dtype=torch.bfloat16, device="cuda") for _ in range(3))
+        summaries.write_page_summaries(self.k, lo, hi, mean, torch.arange(POOL_PAGES, device="cuda"), torch.full((POOL_PAGES,), PAGE, device="cuda"))
+        self.kmin = [lo.clone() for _ in range(n_copies)]  # one copy per layer: no layer reads another's rows from L2
+        self.kmax = [hi.clone() for _ in range(n_copies)]
+        self.kmean = [mean.clone() for _ in range(n_copies)]
+        self.index = [torch.randn(POOL_PAGES, PAGE, d_idx, dtype=torch.bfloat16, device="cuda") for _ in range(n_copies)]
+        self.d_idx = d_idx
+
+    def run(self, N, Hq, bw, cfg):
+        Hkv, d = self.Hkv, self.d
+        nb = (N + PAGE - 1) // PAGE
+        seq = torch.tensor([N], dtype=torch.int32, device="cuda")
+        kv_read = TOPK * Hkv * PAGE * d * 2 * 2
+        side = 2 * Hkv * nb * 4 + nb * 4  # scores written + read, block table
+        floors = {
+            "dense": N * Hkv * d * 2 * 2,
+            "minmax": nb * Hkv * d * 2 * 2 + side + kv_read,
+            "mean": nb * Hkv * d * 2 + side + kv_read,
+            "index": nb * PAGE * self.d_idx * 2 + side + kv_read,
+        }
+        row = {"N": N, "Hq": Hq, "Hkv": Hkv, "d": d}
+        # dense: layers at disjoint token ranges of one contiguous buffer
+        n_dense = max(2, min(POOL_PAGES * PAGE // N, math.ceil(256 * MB / floors["dense"])))
+        qd = [torch.randn(1, Hq, 1, d, dtype=torch.bfloat16, device="cuda") for _ in range(n_dense)]
+
+        def dense():
+            for i in range(n_dense):
+                off = (i * N) % (POOL_PAGES * PAGE - N + 1)
+                F.scaled_dot_product_attention(qd[i], self.dense_k[:, :, off : off + N], self.dense_v[:, :, off : off + N], enable_gqa=True)
+
+        row["dense_ms"] = graph_ms(dense) / n_dense
+        # ours: each layer its own block table (random pool pages), queries and summary/index buffers
+        for variant in ("minmax", "mean", "index"):
+            n_layers = max(4, min(self.n_copies, math.ceil(256 * MB / floors[variant])))
+            tables = [torch.randperm(POOL_PAGES, device="cuda")[:nb].to(torch.int32)[None] for _ in range(n_layers)]
+            qs = [torch.randn(1, Hq, d, dtype=torch.bfloat16, device="cuda") for _ in range(n_layers)]
+            qi = [torch.randn(1, Hkv, self.d_idx, dtype=torch.bfloat16, device="cuda") for _ in range(n_layers)]
+            c = [i % self.n_copies for i in range(n_layers)]
+
+            def score(i):
+                if variant == "index":
+                    return index_scores.index_block_scores(qi[i], self.index[c[i]], tables[i], seq, **cfg["index"])
+                return index_scores.summary_block_scores(qs[i], self.kmin[c[i]], self.kmax[c[i]], tables[i], seq, kmean=self.kmean[c[i]], mode=variant, **cfg["summary"])
+
+            scores = [score(i) for i in range(n_layers)]
+            sels = [topk.topk_blocks(s, seq, TOPK, **cfg["topk"]) for s in scores]
+            attend = lambda i, sel: sparse_decode.sparse_decode(qs[i], self.k, self.v, tables[i], seq, sel, **cfg["decode"])  # noqa: E731
+
+            def e2e():
+                for i in range(n_layers):
+                    attend(i, topk.topk_blocks(score(i), seq, TOPK, **cfg["topk"]))
+
+            row[f"{variant}_ms"] = graph_ms(e2e) / n_layers
+            row[f"{variant}_score_ms"] = graph_ms(lambda: [score(i) for i in range(n_layers)]) / n_layers
+            row[f"{variant}_topk_ms"] = graph_ms(lambda: [topk.topk_blocks(scores[i], seq, TOPK, **cfg["topk"]) for i in range(n_layers)]) / n_layers
+            row[f"{variant}_attn_ms"] = graph_ms(lambda: [attend(i, sels[i]) for i in range(n_layers)]) / n_layers
+            if N <= 150_000:  # spot check against the reference on the benchmark's own data
+                want_sel = reference.topk_blocks(scores[0].cpu(), seq.cpu(), TOPK)
+                assert torch.equal(sels[0].cpu(), want_sel), f"{variant}: top-k differs from the reference"
+                want = reference.sparse_decode(qs[0], self.k, self.v, tables[0], seq, sels[0])
+                got = attend(0, sels[0])
+                rel = ((got.float() - want.float()).norm() / want.float().norm()).item()
+                assert rel < 1e-2, f"{variant}: attention error {rel}"
+        for name, nbytes in floors.items():
+            row[f"{name}_floor_ms"] = nbytes / bw * 1e3
+        return row
+
+
+def tune(lb, bw):
+    """Pick launch parameters at 1M tokens, Hq=28, by timing each candidate kernel in a graph."""
+    N, Hq = POOL_PAGES * PAGE, 28
+    nb = N // PAGE
+    seq = torch.tensor([N], dtype=torch.int32, device="cuda")
+    tables = [torch.randperm(POOL_PAGES, device="cuda")[:nb].to(torch.int32)[None] for _ in range(4)]
+    q = torch.randn(1, Hq, lb.d, dtype=torch.bfloat16, device="cuda")
+    qi = torch.randn(1, lb.Hkv, lb.d_idx, dtype=torch.bfloat16, device="cuda")
+    out, log = {}, []
+
+    def best(name, fn, options):
+        timed = []
+        for opt in options:
+            try:
+                ms = graph_ms(lambda: [fn(i, opt) for i in range(4)]) / 4
+            except Exception as exc:  # a configuration that does not compile is skipped, and said
+                print(f"  tune {name} {opt}: failed ({type(exc).__name__}: {str(exc)[:80]})", file=sys.stderr)
+                continue
+            timed.append((ms, opt))
+            log.append({"kernel": name, **opt, "ms": ms})
+        out[name] = min(timed, key=lambda t: t[0])[1]
+        print(f"  tune {name}: " + ", ".join(f"{o}={ms * 1e3:.1f}us" for ms, o in timed), file=sys.stderr)
+
+    best("index", lambda i, o: index_scores.index_block_scores(qi, lb.index[i], tables[i], seq, **o),
+         [{"pages_per_program": p, "num_warps": w, "num_stages": s} for p in (8, 16, 32) for w in (4, 8) for s in (2, 3, 4)])
+    best("summary", lambda i, o: index_scores.summary_block_scores(q, lb.kmin[i], lb.kmax[i], tables[i], seq, **o),
+         [{"block_pages": p, "num_warps": w} for p in (16, 32, 64) for w in (2, 4, 8)])
+    scores = index_scores.summary_block_scores(q, lb.kmin[0], lb.kmax[0], tables[0], seq)
+    best("topk", lambda i, o: topk.topk_blocks(scores, seq, TOPK, **o), [{"num_warps": w} for w in (4, 8, 16, 32)])
+    sel = topk.topk_blocks(scores, seq, TOPK)
+    best("decode", lambda i, o: sparse_decode.sparse_decode(q, lb.k, lb.v, tables[0], seq, sel, **o),
+         [{"block_n": b, "num_warps": w, "num_stages": s} for b in (32, 64, 128) for w in (4, 8) for s in (1, 2)])
+    return out, log
+
+
+# ---- whole decode step of a 1.5B-shaped model ---------------------------------------------------------------------
+
+
+class Model:
+    """Random-weight Qwen2.5-1.5B-shaped decoder for one decode step at a fixed cache length."""
+
+    def __init__(self, N, mode, layers=28, hidden=1536, Hq=12, Hkv=2, d=128, ff=8960, vocab=151936):
+        self.N, self.mode, self.Hq, self.Hkv, self.d = N, mode, Hq, Hkv, d
+        w = lambda *s: (torch.randn(*s, device="cuda") * 0.02).bfloat16()  # noqa: E731
+        self.embed, self.lm_head = w(vocab, hidden), w(vocab, hidden)
+        self.layers = [dict(qkv=w((Hq + 2 * Hkv) * d, hidden), qkv_b=w((Hq + 2 * Hkv) * d), o=w(hidden, Hq * d),
+                            gate_up=w(2 * ff, hidden), down=w(hidden, ff), n1=w(hidden) + 1, n2=w(hidden) + 1) for _ in range(layers)]
+        self.norm = w(hidden) + 1
+        nb = (N + PAGE - 1) // PAGE
+        self.pos = torch.tensor([N - 1], device="cuda")
+        self.seq = torch.tensor([N], dtype=torch.int32, device="cuda")
+        inv = 1.0 / (1e6 ** (torch.arange(0, d, 2, device="cuda").float() / d))
+        ang = (N - 1) * inv
+        self.cos, self.sin = torch.cat([ang.cos(), ang.cos()]), torch.cat([ang.sin(), ang.sin()])
+        if mode == "dense":
+            self.kc = [torch.randn(1, Hkv, N, d, dtype=torch.bfloat16, device="cuda") for _ in range(layers)]
+            self.vc = [torch.randn_like(k) for k in self.kc]
+        else:
+            self.table = torch.randperm(nb, device="cuda").to(torch.int32)[None]
+            self.kc = [torch.randn(nb, Hkv, PAGE, d, dtype=torch.bfloat16, device="cuda") for _ in range(layers)]
+            self.vc = [torch.randn_like(k) for k in self.kc]
+            self.kmin, self.kmax = [], []
+            for k in self.kc:
+                lo, hi = torch.empty(nb, Hkv, d, dtype=torch.bfloat16, device="cuda"), torch.empty(nb, Hkv, d, dtype=torch.bfloat16, device="cuda")
+                summaries.write_page_summaries(k, lo, hi, None, torch.arange(nb, device="cuda"), torch.full((nb,), PAGE, device="cuda"))
+                self.kmin.append(lo)
+                self.kmax.append(hi)
+            page = self.table[0, (N - 1) // PAGE].long()
+            self.rows = (page * Hkv + torch.arange(Hkv, device="cuda")) * PAGE + (N - 1) % PAGE
+        self.token = torch.tensor([1], device="cuda")
+
+    def rope(self, x):
+        h = x.shape[-1] // 2
+        return x * self.cos + torch.cat([-x[..., h:], x[..., :h]], -1) * self.sin
+
+    def step(self, cfg):
+        x = self.embed[self.token]  # [1, hidden]
+        Hq, Hkv, d = self.Hq, self.Hkv, self.d
+        for i, L in enumerate(self.layers):
+            h = F.rms_norm(x, (x.shape[-1],), L["n1"])
+            qkv = F.linear(h, L["qkv"], L["qkv_b"])
+            q, k, v = qkv.split([Hq * d, Hkv * d, Hkv * d], -1)
+            q, k, v = self.rope(q.view(Hq, d)), self.rope(k.view(Hkv, d)), v.view(Hkv, d)
+            if self.mode == "dense":
+                self.kc[i].index_copy_(2, self.pos, k.view(1, Hkv, 1, d))
+                self.vc[i].index_copy_(2, self.pos, v.view(1, Hkv, 1, d))
+                o = F.scaled_dot_product_attention(q.view(1, Hq, 1, d), self.kc[i], self.vc[i], enable_gqa=True)
+            else:
+                self.kc[i].view(-1, d).index_copy_(0, self.rows, k)
+                self.vc[i].view(-1, d).index_copy_(0, self.rows, v)
+                qb = q.view(1, Hq, d)
+                s = index_scores.summary_block_scores(qb, self.kmin[i], self.kmax[i], self.table, self.seq, **cfg["summary"])
+                sel = topk.topk_blocks(s, self.seq, TOPK, **cfg["topk"])
+                o = sparse_decode.sparse_decode(qb, self.kc[i], self.vc[i], self.table, self.seq, sel, **cfg["decode"])
+            x = x + F.linear(o.reshape(1, Hq * d), L["o"])
+            h = F.rms_norm(x, (x.shape[-1],), L["n2"])
+            gate, up = F.linear(h, L["gate_up"]).chunk(2, -1)
+            x = x + F.linear(F.silu(gate) * up, L["down"])
+        return F.linear(F.rms_norm(x, (x.shape[-1],), self.norm), self.lm_head)
+
+
+def model_step_ms(N, mode, cfg):
+    m = Model(N, mode)
+    ms = graph_ms(lambda: m.step(cfg), replays=10)
+    del m
+    torch.cuda.empty_cache()
+    return ms
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="32768,131072,524288,1048576")
+    ap.add_argument("--model-sizes", default="131072,1048576")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args(argv)
+    assert torch.cuda.is_available(), "bench_msa_decode needs a CUDA GPU"
+    t0 = time.time()
+    card = torch.cuda.get_device_name()
+    bw = copy_bandwidth()
+    print(f"{card}: copy bandwidth {bw / 1e12:.2f} TB/s (read + write)", file=sys.stderr)
+    lb = LayerBench(Hkv=4, d=128)
+    cfg, tune_log = tune(lb, bw)
+    print(f"chosen: {cfg}", file=sys.stderr)
+    rows = [lb.run(int(N), Hq, bw, cfg) for Hq in (28, 64) for N in args.sizes.split(",")]
+    del lb
+    torch.cuda.empty_cache()
+    step = []
+    for N in args.model_sizes.split(","):
+        N = int(N)
+        dense, msa = model_step_ms(N, "dense", cfg), model_step_ms(N, "msa", cfg)
+        step.append({"N": N, "dense_ms": dense, "msa_ms": msa, "speedup": dense / msa})
+    hdr = f"{'Hq':>3} {'N':>8} | {'dense':>7} {'floor':>6} | {'minmax':>7} {'floor':>6} {'x':>5} | {'mean':>7} {'floor':>6} {'x':>5} | {'index':>7} {'floor':>6} {'x':>5} | stages index: score/topk/attn (us)"
+    print(f"\nper-layer decode on {card} (ms; x = dense / ours)\n{hdr}")
+    for r in rows:
+        line = f"{r['Hq']:>3} {r['N']:>8} | {r['dense_ms']:7.4f} {r['dense_floor_ms']:6.4f}"
+        for v in ("minmax", "mean", "index"):
+            line += f" | {r[v + '_ms']:7.4f} {r[v + '_floor_ms']:6.4f} {r['dense_ms'] / r[v + '_ms']:5.1f}"
+        line += f" | {r['index_score_ms'] * 1e3:.1f}/{r['index_topk_ms'] * 1e3:.1f}/{r['index_attn_ms'] * 1e3:.1f}"
+        line += f"  minmax {r['minmax_score_ms'] * 1e3:.1f}/{r['minmax_topk_ms'] * 1e3:.1f}/{r['minmax_attn_ms'] * 1e3:.1f}"
+        print(line)
+    print("\nwhole decode step, 1.5B shape, CUDA graph (ms)")
+    for s in step:
+        print(f"  N={s['N']:>8}: dense {s['dense_ms']:.3f}  msa(minmax) {s['msa_ms']:.3f}  x{s['speedup']:.2f}")
+    result = {"bench": "msa_decode", "card": card, "torch": torch.__version__, "copy_tb_s": bw / 1e12, "config": cfg,
+              "per_layer": rows, "model_step": step, "tune": tune_log, "seconds": time.time() - t0}
+    line = json.dumps(result)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
