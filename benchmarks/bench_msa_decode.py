@@ -267,7 +267,11 @@ def main(argv=None):
     lb = LayerBench(Hkv=4, d=128)
     cfg, tune_log = tune(lb, bw)
     print(f"chosen: {cfg}", file=sys.stderr)
-    rows = [lb.run(int(N), Hq, bw, cfg) for Hq in (28, 64) for N in args.sizes.split(",")]
+    rows = []
+    for Hq in (28, 64):
+        for N in args.sizes.split(","):
+            rows.append(lb.run(int(N), Hq, bw, cfg))
+            print("  " + json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in rows[-1].items()}), file=sys.stderr)
     del lb
     torch.cuda.empty_cache()
     step = []
@@ -275,6 +279,7 @@ def main(argv=None):
         N = int(N)
         dense, msa = model_step_ms(N, "dense", cfg), model_step_ms(N, "msa", cfg)
         step.append({"N": N, "dense_ms": dense, "msa_ms": msa, "speedup": dense / msa})
+        print(f"  step {step[-1]}", file=sys.stderr)
     hdr = f"{'Hq':>3} {'N':>8} | {'dense':>7} {'floor':>6} | {'minmax':>7} {'floor':>6} {'x':>5} | {'mean':>7} {'floor':>6} {'x':>5} | {'index':>7} {'floor':>6} {'x':>5} | stages index: score/topk/attn (us)"
     print(f"\nper-layer decode on {card} (ms; x = dense / ours)\n{hdr}")
     for r in rows:
