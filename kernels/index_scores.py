@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 PAGE = 128
+PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 
 
 @triton.jit
@@ -33,20 +34,20 @@ def _index_scores_kernel(
     hh = r % H_PAD
     rvalid = (r < ROWS * H_PAD) & (rr < B) & (hh < H)
     seq = tl.load(seq_ptr + rr, mask=rvalid, other=0)
-    local = tl.where(seq > 0, (seq - 1) // PAGE, -1)
+    local = tl.where(seq > 0, (seq - 1) // PAGE_C, -1)
     dd = tl.arange(0, D)
     q = tl.load(q_ptr + rr[:, None] * s_qb + hh[:, None] * s_qh + dd[None, :], mask=rvalid[:, None], other=0.0)
-    tok = tl.arange(0, PAGE)
+    tok = tl.arange(0, PAGE_C)
     hi = tl.minimum(b0 + PAGES, tl.max(local, 0))  # blocks below every row's local block bound the loop
     hi = tl.minimum(hi, NB)
     for b in range(b0, hi):
         phys = tl.load(bt_ptr + row0 * s_btb + b)
-        k = tl.load(k_ptr + phys * s_kp + tok[:, None] * s_kt + dd[None, :])  # [PAGE, D]
+        k = tl.load(k_ptr + phys * s_kp + tok[:, None] * s_kt + dd[None, :])  # [PAGE_C, D]
         if IEEE:
-            s = tl.dot(q.to(k.dtype), tl.trans(k), input_precision="ieee")  # [M, PAGE]
+            s = tl.dot(q.to(k.dtype), tl.trans(k), input_precision="ieee")  # [M, PAGE_C]
         else:
             s = tl.dot(q.to(k.dtype), tl.trans(k))
-        vis = (b * PAGE + tok[None, :]) < seq[:, None]
+        vis = (b * PAGE_C + tok[None, :]) < seq[:, None]
         if HAS_PLEN:
             vis = vis & (tok[None, :] < tl.load(plen_ptr + phys))
         s = tl.where(vis, s, float("-inf"))
@@ -77,7 +78,7 @@ def _summary_scores_kernel(
     seq_max = tl.load(seq_ptr + row0)
     for i in tl.static_range(1, ROWS):
         seq_max = tl.maximum(seq_max, tl.load(seq_ptr + tl.minimum(row0 + i, B - 1)))
-    need = in_table & (blk < (seq_max - 1) // PAGE)
+    need = in_table & (blk < (seq_max - 1) // PAGE_C)
     offs = phys[:, None] * s_sp + h * s_sh + dd[None, :]
     khi = tl.load(hi_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)  # kmax or kmean [BLOCK_P, D]
     if MINMAX:
@@ -100,8 +101,8 @@ def _summary_scores_kernel(
             s = tl.sum(khi * qp[None, :], axis=1)
             if MINMAX:
                 s += tl.sum(klo * qn[None, :], axis=1)
-            ok = blk < (seq - 1) // PAGE
-            ok = ok & (blk * PAGE < seq)
+            ok = blk < (seq - 1) // PAGE_C
+            ok = ok & (blk * PAGE_C < seq)
             if HAS_PLEN:
                 ok = ok & (plen > 0)
             s = tl.where(ok, s, float("-inf"))

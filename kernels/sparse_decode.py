@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 PAGE = 128
+PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
@@ -32,7 +33,7 @@ def _sparse_attn_kernel(
     row = tl.program_id(0) // HKV
     h = tl.program_id(0) % HKV
     split = tl.program_id(1)
-    SUB: tl.constexpr = PAGE // BLOCK_N
+    SUB: tl.constexpr = PAGE_C // BLOCK_N
     gg = tl.arange(0, G_PAD)
     dd = tl.arange(0, D)
     nn = tl.arange(0, BLOCK_N)
@@ -47,7 +48,7 @@ def _sparse_attn_kernel(
         part = u % SUB
         blk = tl.load(sel_ptr + row * s_sb + h * s_sh + slot, mask=slot < NSEL, other=-1)
         phys = tl.load(bt_ptr + row * s_btb + tl.maximum(blk, 0))
-        count = tl.minimum(seq - blk * PAGE, PAGE)
+        count = tl.minimum(seq - blk * PAGE_C, PAGE_C)
         if HAS_PLEN:
             count = tl.minimum(count, tl.load(plen_ptr + phys))
         count = tl.where(blk >= 0, count, 0)

@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 PAGE = 128
+PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 
 
 @triton.jit
@@ -24,7 +25,7 @@ def _summaries_kernel(
     h = tl.program_id(0) % HKV
     page = tl.load(ids_ptr + i)
     n = tl.load(lens_ptr + i)
-    tok = tl.arange(0, PAGE)
+    tok = tl.arange(0, PAGE_C)
     dd = tl.arange(0, D)
     vis = (tok < n)[:, None]
     k = tl.load(k_ptr + page * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=vis, other=0.0).to(tl.float32)

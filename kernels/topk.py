@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 PAGE = 128
+PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 
 
 @triton.jit
@@ -24,7 +25,7 @@ def _topk_kernel(
     row = tl.program_id(0) // H
     h = tl.program_id(0) % H
     seq = tl.load(seq_ptr + row)
-    L = tl.where(seq > 0, (seq - 1) // PAGE, -1)
+    L = tl.where(seq > 0, (seq - 1) // PAGE_C, -1)
     slot = tl.arange(0, K_PAD)
     blk = tl.arange(0, NB_PAD)
     first_local = L - LOCAL + 1
