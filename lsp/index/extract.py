@@ -47,14 +47,64 @@ class Source:
                           self.range(name_node), self.range(full_node))
 
 
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_CLOSERS = {v: k for k, v in _OPENERS.items()}
+
+
 def _first_token(node):
     while node.child_count:
         node = node.children[0]
     return node
 
 
+def _leaves(node, limit: int = 20000):
+    cursor = node.walk()
+    seen = 0
+    while seen < limit:
+        if cursor.node.child_count == 0:
+            seen += 1
+            yield cursor.node
+        elif cursor.goto_first_child():
+            continue
+        while not cursor.goto_next_sibling():
+            if not cursor.goto_parent() or cursor.node == node:
+                return
+    return
+
+
+def _unbalanced(node):
+    """The bracket token inside an ERROR node that never finds its partner, with a message."""
+    stack = []
+    for leaf in _leaves(node):
+        kind = leaf.type
+        if kind in _OPENERS:
+            stack.append(leaf)
+        elif kind in _CLOSERS:
+            if stack and stack[-1].type == _CLOSERS[kind]:
+                stack.pop()
+            elif not stack:
+                return leaf, f"unmatched {kind!r}"
+    if stack:
+        return stack[-1], f"{stack[-1].type!r} was never closed"
+    return None
+
+
+def _error_site(src: Source, node) -> tuple[Range, str]:
+    unbalanced = _unbalanced(node)
+    if unbalanced is not None:
+        token, message = unbalanced
+        return src.range(token), message
+    token = _first_token(node)
+    snippet = src.node_text(token).splitlines()[0][:40] if token.end_byte > token.start_byte else ""
+    rng = src.range(token)
+    if rng.end_line != rng.start_line:
+        rng = Range(rng.start_line, rng.start_col, rng.start_line, rng.start_col + len(snippet))
+    return rng, (f"syntax error: unexpected {snippet!r}" if snippet else "syntax error")
+
+
 def syntax_errors(src: Source, root) -> list[tuple[Range, str]]:
-    """ERROR and MISSING nodes with tight ranges: an ERROR node is reported on its first token."""
+    """ERROR and MISSING nodes with tight ranges: an ERROR node is reported on the bracket it
+    leaves unbalanced, else on its first token; a MISSING node where the token should be."""
     found: list[tuple[Range, str]] = []
     if not root.has_error:
         return found
@@ -65,13 +115,7 @@ def syntax_errors(src: Source, root) -> list[tuple[Range, str]]:
             found.append((src.range(node), f"missing {node.type!r}"))
             continue
         if node.is_error:
-            token = _first_token(node)
-            snippet = src.node_text(token).splitlines()[0][:40] if token.end_byte > token.start_byte else ""
-            rng = src.range(token)
-            if rng.end_line != rng.start_line:
-                rng = Range(rng.start_line, rng.start_col, rng.start_line, rng.start_col + len(snippet))
-            message = f"syntax error: unexpected {snippet!r}" if snippet else "syntax error"
-            found.append((rng, message))
+            found.append(_error_site(src, node))
             continue
         stack.extend(child for child in reversed(node.children) if child.has_error or child.is_missing)
     found.sort()
@@ -94,12 +138,50 @@ def _rules(language: str):
 
 def extract(path: str, text: str, language: str) -> FileFacts:
     """Parse `text` as `language` and return its facts (never raises on bad syntax)."""
+    return extract_with_tree(path, text, language)[0]
+
+
+def extract_with_tree(path: str, text: str, language: str, previous=None):
+    """Like extract(), also returning (bytes, tree) for the next call; `previous` is such a pair
+    from an earlier version of the same file, reused for an incremental reparse."""
     src = Source(path, text)
-    tree = parser(language).parse(src.data)
+    old_tree = _edit_previous(previous, src.data) if previous is not None else None
+    tree = parser(language).parse(src.data, old_tree) if old_tree is not None else parser(language).parse(src.data)
     facts = FileFacts(language)
     _rules(language).collect(src, tree.root_node, facts)
     facts.syntax_errors = syntax_errors(src, tree.root_node)
-    return facts
+    return facts, (src.data, tree)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # binary search on memcmp'd slices
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _point(data: bytes, offset: int) -> tuple[int, int]:
+    row = data.count(b"\n", 0, offset)
+    return row, offset - (data.rfind(b"\n", 0, offset) + 1)
+
+
+def _edit_previous(previous, new: bytes):
+    """Tell the old tree where the text changed (one contiguous edit) so the parse is incremental."""
+    old, tree = previous
+    if old == new:
+        return tree
+    start = _common_prefix(old, new)
+    limit = min(len(old), len(new)) - start
+    suffix = _common_prefix(old[::-1][:limit], new[::-1][:limit])
+    old_end, new_end = len(old) - suffix, len(new) - suffix
+    tree = tree.copy()
+    tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end, start_point=_point(old, start),
+              old_end_point=_point(old, old_end), new_end_point=_point(new, new_end))
+    return tree
 
 
 _IDENTIFIER_TYPES = {

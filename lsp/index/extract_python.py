@@ -3,20 +3,13 @@ TYPE_CHECKING imports are marked non-runtime, so they never close an import cycl
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
 
-from .languages import grammar
 from .model import FileFacts, Import, ImportedName
 
 _CLAUSES = {"block", "else_clause", "elif_clause", "except_clause", "except_group_clause", "finally_clause"}
+_IMPORT_LINE = re.compile(rb"^([ \t]*)(?:import|from)[ \t]", re.MULTILINE)
 _COMPOUND = {"if_statement", "try_statement", "with_statement"}
-
-
-@lru_cache(maxsize=None)
-def _import_query():
-    from tree_sitter import Query
-
-    return Query(grammar("python"), "[(import_statement) (import_from_statement)] @imp")
 
 
 def _is_type_checking(if_node, src) -> bool:
@@ -114,10 +107,18 @@ def _walk(src, block, facts: FileFacts, container: str, runtime: bool, seen: set
 def collect(src, root, facts: FileFacts) -> None:
     seen: set[int] = set()
     _walk(src, root, facts, "", True, seen)
-    if src.data.count(b"import") > len(seen):
-        from tree_sitter import QueryCursor
-
-        for node in QueryCursor(_import_query()).captures(root).get("imp", []):
-            if node.start_byte not in seen:
-                facts.imports.extend(_imports_of(src, node, False))
+    # imports the walk did not reach (inside functions): find each unseen import line's statement
+    for match in _IMPORT_LINE.finditer(src.data):
+        start = match.start() + len(match.group(1))
+        if start in seen:
+            continue
+        node = root.descendant_for_byte_range(start, start + 1)
+        while node is not None and node.type not in ("import_statement", "import_from_statement"):
+            if node.start_byte != start:
+                node = None
+                break
+            node = node.parent
+        if node is not None and node.start_byte not in seen:
+            seen.add(node.start_byte)
+            facts.imports.extend(_imports_of(src, node, False))
     facts.imports.sort(key=lambda imp: imp.range)

@@ -41,7 +41,7 @@ class Navigation:
 
     def definitions(self, name: str) -> list[Definition]:
         with self._lock:
-            return sorted(self._by_name.get(name, ()))
+            return sorted(self._named(name))
 
     def word_at(self, path: str, line: int, col: int) -> tuple[str, Range] | None:
         """The identifier-like word touching (line, col), with its range."""
@@ -109,7 +109,7 @@ class Navigation:
                 found = self._through_module(path, entry, qualifier.group(1), word) if qualifier else []
                 if found:
                     return found
-                members = [d for d in self._by_name.get(word, ()) if d.container]
+                members = [d for d in self._named(word) if d.container]
                 if members:
                     return sorted(members)
             local = [d for d in entry.facts.definitions if d.name == word]
@@ -123,7 +123,7 @@ class Navigation:
                         break
             if found:
                 return sorted(set(found))
-            candidates = self._by_name.get(word, ())
+            candidates = self._named(word)
             if len({(d.path, d.name_range) for d in candidates}) == 1:
                 return [candidates[0]]
             return []
@@ -243,7 +243,7 @@ class Navigation:
         out: list[Definition] = []
         with self._lock:
             for _, _, name in scored:
-                out.extend(sorted(self._by_name.get(name, ())))
+                out.extend(sorted(self._named(name)))
                 if len(out) >= limit:
                     break
         return out[:limit]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from functools import cached_property
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from .model import Import
 
@@ -23,7 +23,8 @@ class Resolution(NamedTuple):
 
     @property
     def unresolved(self) -> bool:
-        return not self.targets and self.reportable
+        """A workspace-looking import that reaches nothing, or misses some of its names."""
+        return self.reportable and (not self.targets or bool(self.detail))
 
 
 EXTERNAL = Resolution((), False)
@@ -32,10 +33,12 @@ EXTERNAL = Resolution((), False)
 class Layout:
     """A snapshot of the workspace's file set and config files; cached facts derive from it."""
 
-    def __init__(self, root: str, files: dict[str, str], config: dict[str, str]):
+    def __init__(self, root: str, files: dict[str, str], config: dict[str, str],
+                 names_in: Callable[[str], set[str]] | None = None):
         self.root = root
         self.files = files  # path -> language
         self.config = config  # path -> text of go.mod / tsconfig.json / jsconfig.json / Cargo.toml
+        self.names_in = names_in or (lambda path: set())  # names a file defines or imports
 
     @cached_property
     def by_dir(self) -> dict[str, list[str]]:

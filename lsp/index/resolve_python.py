@@ -77,5 +77,5 @@ class PythonLayout:
         targets.extend(s for s in found_subs if s not in targets)
         if module is None and len(found_subs) < len(imp.names) and reportable:
             missing = [n.name for n, s in zip(imp.names, submodules) if not s]
-            return Resolution(tuple(targets), True, f"no module {spec!r} for {', '.join(missing)}")
+            return Resolution(tuple(targets), True, f"no module {', '.join(missing)} in {spec!r}")
         return Resolution(tuple(targets), reportable)

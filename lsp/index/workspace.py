@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 from . import graph
 from .discovery import CONFIG_NAMES, discover, path_excluded, read_source
-from .extract import extract
+from .extract import extract_with_tree
 from .model import Definition, Diagnostic, FileFacts, Import, IndexOptions, SkippedFile
 from .navigation import Navigation
 from .parsing import default_workers, parse_many
@@ -26,6 +26,7 @@ from .resolve import Layout, Resolution, resolve
 log = logging.getLogger("msa.index")
 
 _NO_RESOLUTION = Resolution((), False)
+_TREES_KEPT = 16
 
 
 class IndexedFile(NamedTuple):
@@ -49,7 +50,8 @@ class WorkspaceIndex(Navigation):
         self._skipped: dict[str, str] = {}
         self._config: dict[str, str] = {}
         self._overlays: dict[str, str] = {}
-        self._by_name: dict[str, list[Definition]] = defaultdict(list)
+        self._trees: dict[str, tuple] = {}  # path -> (bytes, tree), recently edited files only
+        self._by_name: dict[str, dict[str, list[Definition]]] = defaultdict(dict)  # name -> path -> defs
         self._layout = Layout(self.root, {}, {})
         self._edges: dict[str, set[str]] = {}  # runtime, cycle-relevant edges
         self._importers: dict[str, set[str]] = defaultdict(set)  # target -> files importing it
@@ -79,7 +81,8 @@ class WorkspaceIndex(Navigation):
         with self._lock:
             self.root, self.options = root, options
             self._files, self._skipped, self._config = files, skipped, dict(found.config)
-            self._by_name = defaultdict(list)
+            self._by_name = defaultdict(dict)
+            self._trees = {}
             for path, entry in files.items():
                 self._add_definitions(entry.facts.definitions)
             for path, text in list(self._overlays.items()):
@@ -107,6 +110,9 @@ class WorkspaceIndex(Navigation):
                 self._relink_all()
             else:
                 self._resolve_file(path)
+                if self._files[path].language == "rust":  # importers check names against this file
+                    for importer in list(self._importers.get(path, ())):
+                        self._resolve_file(importer, recompute=False)
                 if self._edges.get(path, set()) != old_edges:
                     self._recompute_cycles()
             return ""
@@ -157,12 +163,17 @@ class WorkspaceIndex(Navigation):
         old = self._files.get(path)
         if old is not None:
             self._remove_definitions(old.facts.definitions)
-        facts = extract(path, text, language)
+        previous = self._trees.pop(path, None)
+        facts, parsed = extract_with_tree(path, text, language, previous if old is not None else None)
+        self._trees[path] = parsed  # kept only for recently edited files, for incremental reparses
+        while len(self._trees) > _TREES_KEPT:
+            self._trees.pop(next(iter(self._trees)))
         self._files[path] = IndexedFile(language, text, facts)
         self._skipped.pop(path, None)
         self._add_definitions(facts.definitions)
 
     def _drop(self, path: str) -> None:
+        self._trees.pop(path, None)
         old = self._files.pop(path, None)
         if old is not None:
             self._remove_definitions(old.facts.definitions)
@@ -170,21 +181,25 @@ class WorkspaceIndex(Navigation):
 
     def _add_definitions(self, definitions: list[Definition]) -> None:
         for definition in definitions:
-            self._by_name[definition.name].append(definition)
+            self._by_name[definition.name].setdefault(definition.path, []).append(definition)
 
     def _remove_definitions(self, definitions: list[Definition]) -> None:
         for definition in definitions:
             bucket = self._by_name.get(definition.name)
-            if bucket:
-                bucket[:] = [d for d in bucket if d.path != definition.path]
+            if bucket is not None:
+                bucket.pop(definition.path, None)
                 if not bucket:
                     del self._by_name[definition.name]
+
+    def _named(self, name: str) -> list[Definition]:
+        return [d for defs in self._by_name.get(name, {}).values() for d in defs]
 
     # ------------------------------------------------------------------ linking
 
     def _relink_all(self) -> None:
         """Rebuild the layout and re-resolve every import (file set or config changed)."""
-        self._layout = Layout(self.root, {p: f.language for p, f in self._files.items()}, self._config)
+        self._layout = Layout(self.root, {p: f.language for p, f in self._files.items()}, self._config,
+                              self._names_in)
         self._edges = {}
         self._importers = defaultdict(set)
         self._resolutions = {}
@@ -213,6 +228,17 @@ class WorkspaceIndex(Navigation):
                         edges.add(target)
         self._resolutions[path] = resolutions
         self._edges[path] = edges
+
+    def _names_in(self, path: str) -> set[str]:
+        entry = self._files.get(path)
+        if entry is None:
+            return set()
+        names = {d.name for d in entry.facts.definitions if not d.container}
+        for imp in entry.facts.imports:
+            names.update(n.local for n in imp.names)
+            if imp.binds:
+                names.add(imp.binds)
+        return names
 
     def _recompute_cycles(self) -> None:
         self._cycles = [tuple(c) for c in graph.cycles(self._edges)]
