@@ -71,6 +71,8 @@ class RepoCache:
                 seg.host = self.pool.export(seg.pages)
                 self.pool.release(seg.pages)
                 seg.pages = []
+                self.store.evictions += 1
+                self.store.generation += 1
         self.store._trim_host()
         self._views.clear()
         self.version += 1

@@ -341,7 +341,17 @@ def _listen(args) -> tuple[socket.socket, str, str | None]:
     return server, f"unix:{path}", None
 
 
+def _check_model_dir(model: str | None) -> None:
+    """Fail fast, before torch is imported, on a model directory that cannot be a checkpoint."""
+    directory = model or os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled")
+    if not os.path.isfile(os.path.join(directory, "config.json")):
+        what = f"model directory {model}" if model else f"the bundled model ({directory})"
+        raise SystemExit(f"msa-lsp worker: {what} has no config.json; pass --model DIR with a Hugging Face "
+                         "checkpoint directory (config.json, *.safetensors, tokenizer.json)")
+
+
 def _load_engine(args):
+    _check_model_dir(args.model)
     try:
         from inference.engine import Engine
     except ImportError as exc:

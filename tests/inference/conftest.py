@@ -68,3 +68,46 @@ def tiny_models(tmp_path_factory):
         build_model(root / family, family)
         out[family] = root / family
     return out
+
+
+def add_index_branch(path: pathlib.Path, *, index_dim: int = 16, dense_first: int = 1, seed: int = 0) -> None:
+    """Give a saved model random MSA index-branch weights and a sparse_attention_config (contract names)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    cfg = json.loads((path / "config.json").read_text())
+    layers, hkv, hidden = cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["hidden_size"]
+    freq = [0 if i < dense_first else 1 for i in range(layers)]
+    cfg["sparse_attention_config"] = {"use_sparse_attention": True, "sparse_num_index_heads": hkv,
+                                      "sparse_index_dim": index_dim, "sparse_index_rope_dim": index_dim // 2,
+                                      "sparse_block_size": 128, "sparse_topk_blocks": 16, "sparse_attention_freq": freq}
+    (path / "config.json").write_text(json.dumps(cfg))
+    weights = load_file(str(path / "model.safetensors"))
+    g = torch.Generator().manual_seed(seed)
+    for i in range(layers):
+        if not freq[i]:
+            continue
+        pre = f"model.layers.{i}.self_attn."
+        weights[pre + "index_q_proj.weight"] = torch.randn(hkv * index_dim, hidden, generator=g) * 0.1
+        weights[pre + "index_k_proj.weight"] = torch.randn(index_dim, hidden, generator=g) * 0.1
+        weights[pre + "index_q_norm.weight"] = torch.randn(index_dim, generator=g) * 0.1
+        weights[pre + "index_k_norm.weight"] = torch.randn(index_dim, generator=g) * 0.1
+    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+
+def repo_files(n: int = 6, lines: int = 8) -> list[tuple[str, str, str]]:
+    """A small synthetic repository: (path, content_hash, text)."""
+    out = []
+    for i in range(n):
+        body = "".join(f"def f{i}_{j}(x):\n    return x * {j} + {i}\n" for j in range(lines + 3 * i))
+        out.append((f"pkg/mod{i}.py", f"h{i}", f"import os\n\n{body}"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def msa_model(tmp_path_factory):
+    """A qwen3-shaped random model with an MSA index branch on layers 1.. (layer 0 dense)."""
+    path = tmp_path_factory.mktemp("msa") / "qwen3-msa"
+    build_model(path, "qwen3", layers=3, seed=3)
+    add_index_branch(path)
+    return path

@@ -1,0 +1,228 @@
+"""Turns tokenised projects into packed training rows in the server's repository shapes.
+
+`parallel` rows: shared prefix "<|repo_name|>{name}\n" at positions [0, p); each context file
+"<|file_sep|>{path}\n{code}" encoded on its own at positions [p, p + len) and padded to whole 128-token blocks
+(pages); the target file last as the live tail (plain, or the "msa" FIM prompt followed by the middle and
+<|endoftext|>) at P_T, seeing the prefix, every context file and itself.  `causal` rows: the project's files one
+after another (the sequential layout).  Visibility is carried per token (group, doc, tail, pad) and expanded into a
+[T, T] mask by `visibility`.  Not its job: the model or the optimiser.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK = 128
+SEGMENT_CAP = 3072  # longest file segment in positions (L_cap); also where the tail starts (P_T = p + SEGMENT_CAP)
+TAIL_MAX = 1024
+IGNORE = -100
+
+
+@dataclass
+class Row:
+    ids: np.ndarray
+    pos: np.ndarray
+    grp: np.ndarray
+    doc: np.ndarray
+    tail: np.ndarray
+    pad: np.ndarray
+    labels: np.ndarray
+
+
+class Encoder:
+    """Tokenizer wrapper with the special-token ids the layouts need."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.special = {name: tokenizer.token_to_id(name) for name in
+                        ["<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>"]}
+        self.eot = self.special["<|endoftext|>"]
+
+    def ids(self, text: str) -> np.ndarray:
+        return np.asarray(self.tok.encode(text).ids, dtype=np.int32)
+
+    def many(self, texts: list[str]) -> list[np.ndarray]:
+        return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch(texts)]
+
+
+def file_segment_text(path: str, text: str) -> str:
+    return f"<|file_sep|>{path}\n{text}"
+
+
+def fim_split(text: str, rng: random.Random) -> tuple[str, str, str]:
+    """(prefix, middle, suffix) shaped like editor completions: rest of a line, next lines, or a random span."""
+    lines_at = [m.start() for m in re.finditer("\n", text)]
+    mode = rng.random()
+    if mode < 0.5 and lines_at:
+        start = rng.randrange(len(text))
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        for _ in range(rng.choice([0, 0, 0, 1, 2, 3])):
+            nxt = text.find("\n", end + 1)
+            end = len(text) if nxt < 0 else nxt
+        end = min(end, start + 400)
+    elif mode < 0.75 and lines_at:
+        start = rng.choice(lines_at) + 1
+        end = start
+        for _ in range(rng.randint(1, 3)):
+            nxt = text.find("\n", end + 1)
+            end = len(text) if nxt < 0 else nxt
+        end = min(end, start + 400)
+    else:
+        start = rng.randrange(len(text))
+        end = min(len(text), start + rng.randint(1, 300))
+    return text[:start], text[start:end], text[end:]
+
+
+def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random) -> tuple[np.ndarray, int]:
+    """Tail tokens of the "msa" FIM format, and how many leading tokens are prompt (the rest: middle + eot)."""
+    prefix, middle, suffix = fim_split(text, rng)
+    prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{prefix[-2400:]}<|fim_suffix|>{suffix[:1000]}<|fim_middle|>"
+    head = enc.ids(prompt)
+    body = np.concatenate([enc.ids(middle), [enc.eot]]).astype(np.int32)
+    if len(head) + len(body) > TAIL_MAX:
+        body = body[: max(TAIL_MAX // 4, TAIL_MAX - len(head))]
+        head = np.concatenate([head[:1], head[-(TAIL_MAX - len(body) - 1):]]) if len(head) + len(body) > TAIL_MAX else head
+    return np.concatenate([head, body]).astype(np.int32), len(head)
+
+
+class RowBuilder:
+    """Builds rows of exactly T tokens from projects {name: [(path, text)]} with their file tokens precomputed."""
+
+    def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
+                 T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3):
+        assert T % BLOCK == 0
+        self.enc, self.projects, self.file_ids, self.T = enc, projects, file_ids, T
+        self.rng = random.Random(seed)
+        self.names = sorted(projects)
+        sizes = [sum(len(a) for a in file_ids[n]) for n in self.names]
+        self.weights = np.cumsum(np.sqrt(np.asarray(sizes, dtype=np.float64)))  # favours small projects a little
+        self.fim_rate, self.causal_rate = fim_rate, causal_rate
+
+    def pick_project(self) -> str:
+        x = self.rng.random() * self.weights[-1]
+        return self.names[int(np.searchsorted(self.weights, x, side="right").clip(0, len(self.names) - 1))]
+
+    def row(self) -> Row:
+        parts: list[tuple] = []  # (ids, pos, doc, tail, loss_from)
+        used, grp_id = 0, 0
+        causal = self.rng.random() < self.causal_rate
+        groups = []
+        while self.T - used >= 4 * BLOCK or not groups:
+            name = self.pick_project()
+            segs = self.causal_group(name, self.T - used) if causal else self.parallel_group(name, self.T - used)
+            size = sum(_padded(len(s[0])) for s in segs)
+            groups.append((grp_id, segs))
+            used += size
+            grp_id += 1
+        return self.pack(groups)
+
+    def parallel_group(self, name: str, budget: int) -> list[tuple]:
+        files, ids = self.projects[name], self.file_ids[name]
+        rng, enc = self.rng, self.enc
+        prefix = enc.ids(f"<|repo_name|>{name.split(':', 1)[-1]}\n")
+        p = len(prefix)
+        target = rng.randrange(len(files))
+        path, text = files[target]
+        if rng.random() < self.fim_rate:
+            tail, _ = fim_tail(enc, path, text, rng)
+        else:
+            whole = ids[target]
+            start = 0 if len(whole) <= TAIL_MAX or rng.random() < 0.5 else rng.randrange(len(whole) - TAIL_MAX)
+            tail = whole[start:start + TAIL_MAX]
+        room = budget - _padded(p) - _padded(len(tail))
+        others = self.context_order(name, target, text)
+        context = []
+        for i in others:
+            if room < BLOCK:
+                break
+            seg = ids[i][: min(SEGMENT_CAP, room)]
+            if len(seg) < 16:
+                continue
+            context.append(seg)
+            room -= _padded(len(seg))
+        longest = max((len(c) for c in context), default=0)
+        tail_start = rng.choice([p + SEGMENT_CAP, p + SEGMENT_CAP, p + longest, p])
+        segs = [(prefix, np.arange(p), 0, False)]
+        for n, seg in enumerate(context, start=1):
+            segs.append((seg, p + np.arange(len(seg)), n, False))
+        segs.append((tail, tail_start + np.arange(len(tail)), len(context) + 1, True))
+        return segs
+
+    def context_order(self, name: str, target: int, target_text: str) -> list[int]:
+        """Other files, likeliest-useful first: same folder or named in the target, then the rest at random."""
+        files = self.projects[name]
+        folder = files[target][0].rsplit("/", 1)[0] if "/" in files[target][0] else ""
+        candidates = [i for i in range(len(files)) if i != target]
+        if len(candidates) > 300:
+            candidates = self.rng.sample(candidates, 300)
+
+        def score(i: int) -> float:
+            path = files[i][0]
+            stem = path.rsplit("/", 1)[-1].split(".")[0]
+            s = self.rng.random()
+            if stem and len(stem) > 2 and stem in target_text:
+                s += 2
+            if (path.rsplit("/", 1)[0] if "/" in path else "") == folder:
+                s += 1
+            return -s
+
+        return sorted(candidates, key=score)
+
+    def causal_group(self, name: str, budget: int) -> list[tuple]:
+        ids = self.file_ids[name]
+        order = list(range(len(ids)))
+        self.rng.shuffle(order)
+        chunks = [self.enc.ids(f"<|repo_name|>{name.split(':', 1)[-1]}\n")]
+        total = len(chunks[0])
+        for i in order:
+            if total >= budget:
+                break
+            chunks.append(ids[i])
+            total += len(ids[i])
+        seq = np.concatenate(chunks)[: min(budget, self.T)]
+        return [(seq, np.arange(len(seq)), 1, False)]
+
+    def pack(self, groups) -> Row:
+        T = self.T
+        ids = np.zeros(T, np.int32)
+        pos = np.zeros(T, np.int32)
+        grp = np.full(T, -1, np.int32)
+        doc = np.zeros(T, np.int32)
+        tail = np.zeros(T, bool)
+        pad = np.ones(T, bool)
+        labels = np.full(T, IGNORE, np.int64)
+        at = 0
+        for g, segs in groups:
+            for seg_ids, seg_pos, d, is_tail in segs:
+                n = min(len(seg_ids), T - at)
+                if n <= 0:
+                    break
+                sl = slice(at, at + n)
+                ids[sl], pos[sl], grp[sl], doc[sl], tail[sl], pad[sl] = seg_ids[:n], seg_pos[:n], g, d, is_tail, False
+                labels[at:at + n - 1] = seg_ids[1:n]
+                at += _padded(n)
+                if at >= T:
+                    break
+        return Row(ids, pos, grp, doc, tail, pad, labels)
+
+
+def _padded(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
+def visibility(grp, doc, tail, pad):
+    """[B, T, T] bool: key j visible to query i (causal in row order, same group, not padding, and same file, the
+    shared prefix, or any file when i is in the live tail).  Every token sees itself so no row is empty."""
+    import torch
+
+    T = grp.shape[-1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=grp.device).tril()
+    same_grp = grp[:, :, None] == grp[:, None, :]
+    reach = (doc[:, :, None] == doc[:, None, :]) | (doc[:, None, :] == 0) | tail[:, :, None]
+    vis = causal[None] & same_grp & reach & ~pad[:, None, :]
+    return vis | torch.eye(T, dtype=torch.bool, device=grp.device)[None]

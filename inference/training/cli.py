@@ -1,0 +1,75 @@
+"""`msa-lsp train STEP ...`: corpus (build data), tokenizer (train BPE), fit (train + evaluate + export).
+
+Parses its own arguments from the remainder lsp/cli.py passes through.  Not its job: the work itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+BUNDLED = Path(__file__).resolve().parent.parent / "bundled"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="msa-lsp train")
+    sub = p.add_subparsers(dest="step", required=True)
+    c = sub.add_parser("corpus", help="filter, deduplicate and split registry-installed sources")
+    c.add_argument("--python", help="a site-packages folder")
+    c.add_argument("--npm", help="a node_modules folder")
+    c.add_argument("--go", help="Debian's /usr/share/gocode/src (from golang-*-dev packages)")
+    c.add_argument("--rust", help="Debian's /usr/share/cargo/registry (from librust-*-dev packages)")
+    c.add_argument("--out", required=True)
+    t = sub.add_parser("tokenizer", help="train the byte-level BPE tokenizer on the training split")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", default=str(BUNDLED / "tokenizer.json"))
+    t.add_argument("--mb", type=float, default=56.0, help="megabytes of text sampled across sources")
+    f = sub.add_parser("fit", help="train the model, evaluate on held-out projects, write the checkpoint")
+    f.add_argument("--data", required=True, help="folder written by `msa-lsp train corpus`")
+    f.add_argument("--out", required=True)
+    f.add_argument("--tokenizer", default=str(BUNDLED / "tokenizer.json"))
+    f.add_argument("--python-site", default=None, help="site-packages to add as Python data ('none' to skip)")
+    f.add_argument("--python-mb", type=float, default=200.0)
+    f.add_argument("--project-mb", type=float, default=12.0)
+    f.add_argument("--model-config", default="", help="JSON overriding ModelConfig fields")
+    f.add_argument("--seq-len", type=int, default=4096)
+    f.add_argument("--batch", type=int, default=16)
+    f.add_argument("--lr", type=float, default=3e-3)
+    f.add_argument("--minutes", type=float, default=8.0)
+    f.add_argument("--steps", type=int, default=None)
+    f.add_argument("--warmup-frac", type=float, default=0.3)
+    f.add_argument("--log-every", type=int, default=25)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="auto")
+    f.add_argument("--skip-eval", action="store_true")
+    return p
+
+
+def main(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    opts = parser().parse_args(getattr(args, "train_args", None) if not isinstance(args, list) else args)
+    if opts.step == "corpus":
+        from inference.training.build_corpus import build
+
+        sources = {k: getattr(opts, k) for k in ("npm", "go", "rust", "python") if getattr(opts, k)}
+        build(sources, Path(opts.out), {})
+        return 0
+    if opts.step == "tokenizer":
+        from inference.training.corpus import read_records
+        from inference.training.tokenizer import sample_texts, train_tokenizer
+
+        data = Path(opts.data)
+        shares = {"python": 0.43, "npm": 0.32, "go": 0.14, "rust": 0.11}
+
+        def texts():
+            for name, share in shares.items():
+                path = data / f"train-{name}.jsonl.xz"
+                if path.exists():
+                    yield from sample_texts(read_records(path), opts.mb * 1e6 * share, seed=0, keep=0.35)
+
+        train_tokenizer(texts()).save(opts.out)
+        return 0
+    from inference.training.train import run
+
+    return run(opts)

@@ -1,0 +1,197 @@
+"""The training loop: next-token + FIM loss on parallel-layout and causal rows, plus the MSA index-branch KL.
+
+Phases (msa.md §1.4): for the first `warmup_frac` of the run every layer attends densely and the index branch
+learns by KL over the whole visible history; afterwards sparse layers attend only to the MSA top-k blocks their
+index branch picks and the KL is taken over that support.  The stop is time-based (`minutes`) or step-based
+(`steps`).  Not its job: corpus building (build_corpus.py) or checkpoint format (export.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import random
+import site
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inference.training.batches import Encoder, RowBuilder, visibility
+from inference.training.corpus import Deduplicator, collect, group_by_project, read_records
+from inference.training.evaluate import file_bpb, tail_bpb
+from inference.training.export import save_checkpoint
+from inference.training.model import ModelConfig, MSAForTraining
+from inference.training.tokenizer import load as load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    seq_len: int = 4096
+    batch: int = 16
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    warmup_steps: int = 200
+    weight_decay: float = 0.1
+    minutes: float = 8.0
+    steps: int | None = None
+    warmup_frac: float = 0.3
+    kl_weight: float = 1.0
+    kl_rows: int = 128
+    log_every: int = 25
+    seed: int = 0
+
+
+def load_projects(data_dir: Path, python_site: str | None, python_bytes: int, max_project_bytes: int) -> dict:
+    """Training projects from the carried train-*.jsonl.xz files plus (optionally) a site-packages folder."""
+    projects: dict = {}
+    for path in sorted(data_dir.glob("train-*.jsonl.xz")):
+        projects.update(group_by_project(read_records(path)))
+    if python_site:
+        hashes = data_dir / "heldout-hashes.txt"
+        dedup = Deduplicator(hashes.read_text().split() if hashes.exists() else [])
+        stats: dict = {}
+        used = 0
+        for project in collect(Path(python_site), "python", dedup, stats, want_heldout=False):
+            key = f"python:{project.name}"
+            if key in projects:
+                continue
+            files, size = [], 0
+            for path, text in project.files:
+                if size >= max_project_bytes:
+                    break
+                files.append((path, text))
+                size += len(text)
+            projects[key] = files
+            used += size
+            if used >= python_bytes:
+                break
+        log.info("python from %s: %d bytes, %s", python_site, used, stats)
+    return projects
+
+
+def tokenize(enc: Encoder, projects: dict) -> dict:
+    names = sorted(projects)
+    flat = [f"<|file_sep|>{p}\n{t}" for n in names for p, t in projects[n]]
+    ids = enc.many(flat)
+    out, at = {}, 0
+    for n in names:
+        out[n] = ids[at: at + len(projects[n])]
+        at += len(projects[n])
+    return out
+
+
+class Prefetcher:
+    """Background threads that build rows into a bounded queue (the tokenizer releases the GIL)."""
+
+    def __init__(self, enc, projects, file_ids, T: int, batch: int, seed: int, threads: int = 3):
+        self.q: queue.Queue = queue.Queue(maxsize=8)
+        self.batch = batch
+        for k in range(threads):
+            builder = RowBuilder(enc, projects, file_ids, T, seed * 1000 + k)
+            threading.Thread(target=self._run, args=(builder,), daemon=True).start()
+
+    def _run(self, builder: RowBuilder):
+        while True:
+            rows = [builder.row() for _ in range(self.batch)]
+            self.q.put({k: np.stack([getattr(r, k) for r in rows]) for k in ("ids", "pos", "grp", "doc", "tail", "pad", "labels")})
+
+    def next(self) -> dict:
+        return self.q.get()
+
+
+def sample_kl_rows(tail: torch.Tensor, pad: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
+    """[B, count] query rows for the KL: half from live-tail tokens where there are any, the rest anywhere real."""
+    weights = (~pad).float() + 4.0 * tail.float()
+    return torch.multinomial(weights, count, replacement=True, generator=gen)
+
+
+def lr_at(tc: TrainConfig, step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / tc.warmup_steps)
+    cosine = tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return tc.lr * warm * cosine
+
+
+def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: torch.device) -> list[dict]:
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                            lr=tc.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+    gen = torch.Generator(device=device).manual_seed(tc.seed)
+    history, start, step, tokens = [], time.time(), 0, 0
+    acc = {"ce": 0.0, "kl": 0.0, "n": 0}
+    while True:
+        elapsed = time.time() - start
+        progress = step / tc.steps if tc.steps else elapsed / (tc.minutes * 60)
+        if progress >= 1.0:
+            break
+        sparse = progress >= tc.warmup_frac
+        b = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in prefetch.next().items()}
+        vis = visibility(b["grp"], b["doc"], b["tail"], b["pad"])
+        rows = sample_kl_rows(b["tail"], b["pad"], tc.kl_rows, gen)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(tc, step, progress)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits, kl = model(b["ids"].long(), b["pos"].long(), vis, sparse=sparse, kl_rows=rows)
+        ce = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), b["labels"].view(-1), ignore_index=-100)
+        loss = ce + (tc.kl_weight * kl if kl is not None else 0.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens += int((b["labels"] >= 0).sum())
+        acc["ce"] += ce.item() if step % tc.log_every == 0 or tc.steps else 0.0
+        if step % tc.log_every == 0 or tc.steps:
+            entry = {"step": step, "seconds": round(time.time() - start, 1), "tokens": tokens, "ce": round(ce.item(), 4),
+                     "kl": round(kl.item(), 4) if kl is not None else None, "lr": opt.param_groups[0]["lr"], "sparse": sparse}
+            history.append(entry)
+            log.info("%s", entry)
+    return history
+
+
+def run(args) -> int:
+    """`msa-lsp train fit`: builds data, trains, evaluates on held-out projects, writes the checkpoint."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    data_dir, out = Path(args.data), Path(args.out)
+    enc = Encoder(load_tokenizer(Path(args.tokenizer)))
+    python_site = None if args.python_site == "none" else (args.python_site or site.getsitepackages()[0])
+    t0 = time.time()
+    projects = load_projects(data_dir, python_site, int(args.python_mb * 1e6), int(args.project_mb * 1e6))
+    file_ids = tokenize(enc, projects)
+    n_tokens = sum(len(a) for v in file_ids.values() for a in v)
+    log.info("data: %d projects, %d files, %d tokens, %.0f s", len(projects), sum(map(len, projects.values())), n_tokens, time.time() - t0)
+    cfg = ModelConfig(**json.loads(args.model_config)) if args.model_config else ModelConfig()
+    cfg.vocab_size = enc.tok.get_vocab_size()
+    model = MSAForTraining(cfg).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %d parameters, %s", n_params, cfg.to_dict())
+    tc = TrainConfig(seq_len=args.seq_len, batch=args.batch, lr=args.lr, minutes=args.minutes, steps=args.steps,
+                     warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every)
+    prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed)
+    history = train(model, prefetch, tc, device)
+    save_checkpoint(model, out, Path(args.tokenizer))
+    report = {"parameters": n_params, "train_data": {"projects": len(projects), "tokens": n_tokens},
+              "tokens_seen": history[-1]["tokens"] if history else 0, "steps": history[-1]["step"] if history else 0,
+              "history": history, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+    heldout_path = data_dir / "heldout.jsonl.xz"
+    if heldout_path.exists() and not args.skip_eval:
+        held = group_by_project(read_records(heldout_path))
+        report["heldout_file_bpb"] = file_bpb(model, enc, held, device)
+        report["heldout_tail_bpb"] = tail_bpb(model, enc, held, tokenize(enc, held), device, tc.seq_len)
+        log.info("held-out: %s %s", report["heldout_file_bpb"], report["heldout_tail_bpb"])
+    (out / "training_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return 0
