@@ -27,13 +27,12 @@ def _sparse_attn_kernel(
     HKV, NSEL, qk_scale,
     s_qb, s_qh, s_kp, s_kh, s_kt, s_vp, s_vh, s_vt, s_btb, s_sb, s_sh,
     s_ob, s_oh, s_os, s_lb, s_lh,
-    G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, UNITS: tl.constexpr,
+    G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, UNITS: tl.constexpr,
     HAS_PLEN: tl.constexpr, DIRECT: tl.constexpr, IEEE: tl.constexpr,
 ):
     row = tl.program_id(0) // HKV
     h = tl.program_id(0) % HKV
     split = tl.program_id(1)
-    SUB: tl.constexpr = PAGE_C // BLOCK_N
     gg = tl.arange(0, G_PAD)
     dd = tl.arange(0, D)
     nn = tl.arange(0, BLOCK_N)
@@ -136,7 +135,7 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_table.stride(0), selected.stride(0), selected.stride(1),
         po.stride(0), po.stride(1), s_os, plse.stride(0), plse.stride(1),
-        G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n, UNITS=units_per_split,
+        G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n, SUB=PAGE // block_n, UNITS=units_per_split,
         HAS_PLEN=page_lens is not None, DIRECT=direct, IEEE=k_cache.dtype == torch.float32,
         num_warps=num_warps, num_stages=num_stages,
     )
