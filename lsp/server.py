@@ -274,7 +274,10 @@ def _configure_logging(log_file: str | None, level: str) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    numeric = getattr(logging, str(level).upper(), logging.INFO)
+    root.setLevel(numeric)
+    # pygls logs every message body at INFO; keep that for --log-level DEBUG only
+    logging.getLogger("pygls").setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
 
 
 def main(args) -> int:

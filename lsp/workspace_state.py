@@ -173,9 +173,9 @@ class WorkspaceState:
         log.info("indexed %d files in %.2fs", total, time.monotonic() - started)
         if token:
             self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{total} files indexed"))
+        self._publish_everything()  # before "ready", so a client seeing ready has every file's diagnostics
         self._set_index_status("ready", total, total)
         self._notify(None)
-        self._publish_everything()
 
     def _report_progress(self, token, generation: int, done: int, total: int) -> None:
         if generation != self._generation:

@@ -14,7 +14,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-SERVER_COMMAND = [sys.executable, "-m", "lsp", "serve", "--log-level", "DEBUG"]
+SERVER_COMMAND = [sys.executable, "-m", "lsp", "serve", "--log-level", "INFO"]
 PROFILES = ["visual-studio-code", "neovim"]
 WAIT_S = 20
 
@@ -80,7 +80,7 @@ async def start_session(client: LanguageClient, profile: str, root: pathlib.Path
 
     features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = _publish
 
-    await client.initialize_session(types.InitializeParams(
+    client.init_result = await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities(profile), root_uri=root.as_uri(),
         workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
         initialization_options=options))
@@ -130,3 +130,41 @@ def at(client: LanguageClient, relative: str, needle: str, nth: int = 0, offset:
             seen += 1
             start = line.find(needle, start + 1)
     raise AssertionError(f"{needle!r} #{nth} not in {relative}")
+
+
+def apply_workspace_edit(edit: types.WorkspaceEdit, encoding: str) -> dict[str, str]:
+    """Writes a WorkspaceEdit's text edits to disk as an editor would; returns {uri: new text}."""
+    per_uri: dict[str, list[types.TextEdit]] = {}
+    if edit.document_changes:
+        for change in edit.document_changes:
+            per_uri.setdefault(change.text_document.uri, []).extend(change.edits)
+    for edit_uri, edits in (edit.changes or {}).items():
+        per_uri.setdefault(edit_uri, []).extend(edits)
+    written = {}
+    for edit_uri, edits in per_uri.items():
+        path = pathlib.Path(edit_uri.removeprefix("file://"))
+        text = path.read_text()
+        for text_edit in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+            start = _offset(text, text_edit.range.start, encoding)
+            end = _offset(text, text_edit.range.end, encoding)
+            text = text[:start] + text_edit.new_text + text[end:]
+        path.write_text(text)
+        written[edit_uri] = text
+    return written
+
+
+def _offset(text: str, position: types.Position, encoding: str) -> int:
+    lines = text.split("\n")
+    if position.line >= len(lines):
+        return len(text)
+    line = lines[position.line]
+    units = 0
+    for index, char in enumerate(line):
+        if units >= position.character:
+            return sum(len(x) + 1 for x in lines[: position.line]) + index
+        units += len(char.encode("utf-8")) if encoding == "utf-8" else len(char.encode("utf-16-le")) // 2
+    return sum(len(x) + 1 for x in lines[: position.line]) + len(line)
+
+
+def encoding_of(client: LanguageClient) -> str:
+    return client.init_result.capabilities.position_encoding

@@ -1,0 +1,61 @@
+"""Diagnostics pushed per file: syntax errors, unresolved imports, import cycles; versions and debounce."""
+
+from lsprotocol import types
+
+from tests.lsp.conftest import open_file, uri
+
+
+def _codes(client, relative):
+    return sorted(d.code for d in client.diagnostics.get(uri(client, relative), []))
+
+
+def _change(client, doc_uri, version, start, end, text):
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=doc_uri, version=version),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(line=start[0], character=start[1]),
+                              end=types.Position(line=end[0], character=end[1])), text=text)]))
+
+
+async def test_first_index_publishes_every_kind(client):
+    assert _codes(client, "pkg/broken.py") == ["syntax-error"]
+    assert _codes(client, "pkg/app.py") == ["unresolved-import"]
+    for relative in ("pkg/models.py", "pkg/service.py", "web/types.ts", "web/view.ts"):
+        assert _codes(client, relative) == ["import-cycle"], relative
+    cycle = client.diagnostics[uri(client, "pkg/service.py")][0]
+    assert cycle.message == "import cycle: pkg/models.py -> pkg/service.py -> pkg/models.py"
+    unresolved = client.diagnostics[uri(client, "pkg/app.py")][0]
+    assert (unresolved.range.start.line, unresolved.range.start.character, unresolved.range.end.character) == (1, 5, 16)
+    assert "pkg/text.py" not in {u.split("/workspace/")[1] for u in client.diagnostics if client.diagnostics[u]}
+
+
+async def test_edits_republish_with_their_version(client):
+    doc_uri = open_file(client, "pkg/app.py")
+    _change(client, doc_uri, 2, (1, 0), (2, 0), "")  # drop the unresolved import
+    fixed = await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 2)
+    assert list(fixed.diagnostics) == []
+    _change(client, doc_uri, 3, (0, 0), (0, 0), "def oops(:\n")
+    broken = await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 3)
+    assert [d.code for d in broken.diagnostics] == ["syntax-error"]
+    assert broken.diagnostics[0].range.start.line == 0
+
+
+async def test_quick_edits_publish_only_the_latest_version(client):
+    doc_uri = open_file(client, "pkg/app.py")
+    _change(client, doc_uri, 2, (0, 0), (0, 0), "# a\n")
+    _change(client, doc_uri, 3, (0, 0), (0, 0), "# b\n")
+    latest = await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 3)
+    assert [d.code for d in latest.diagnostics] == ["unresolved-import"]
+    assert latest.diagnostics[0].range.start.line == 3  # two comment lines were inserted above
+    assert not [p for p in client.events.published if p.uri == doc_uri and p.version == 2]
+
+
+async def test_edit_that_breaks_a_cycle_republishes_the_other_file(client):
+    doc_uri = open_file(client, "pkg/service.py")
+    text = (client.root / "pkg/service.py").read_text()
+    _change(client, doc_uri, 2, (0, 0), (0, len(text.split("\n")[0])), "User = None")
+    models = uri(client, "pkg/models.py")
+    cleared = await client.events.diagnostics_where(lambda p: p.uri == models and not p.diagnostics)
+    assert cleared.version is None  # models.py is not open
+    mine = await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 2)
+    assert list(mine.diagnostics) == []
