@@ -29,6 +29,8 @@ PAGE = 128
 POOL_PAGES = 8192  # physical pages of the shared per-layer K/V pool (1M tokens)
 TOPK = 16
 MB = 1 << 20
+DEV = "cuda"
+DTYPE = torch.bfloat16
 
 
 def graph_ms(fn, replays=15):
@@ -59,7 +61,7 @@ def graph_ms(fn, replays=15):
 
 def copy_bandwidth():
     """Bytes per second of a 2 GiB device-to-device copy, read + write counted."""
-    x = torch.empty(1 << 30, dtype=torch.bfloat16, device="cuda").normal_()
+    x = torch.empty(1 << 30, dtype=DTYPE, device=DEV).normal_()
     y = torch.empty_like(x)
     ms = graph_ms(lambda: y.copy_(x), replays=10)
     del x, y
@@ -72,22 +74,22 @@ class LayerBench:
     def __init__(self, Hkv, d, d_idx=128, n_copies=16):
         self.Hkv, self.d, self.n_copies = Hkv, d, n_copies
         kv_shape = (POOL_PAGES, Hkv, PAGE, d)
-        self.k = torch.randn(kv_shape, dtype=torch.bfloat16, device="cuda")
-        self.v = torch.randn(kv_shape, dtype=torch.bfloat16, device="cuda")
-        self.dense_k = torch.randn(1, Hkv, POOL_PAGES * PAGE, d, dtype=torch.bfloat16, device="cuda")
+        self.k = torch.randn(kv_shape, dtype=DTYPE, device=DEV)
+        self.v = torch.randn(kv_shape, dtype=DTYPE, device=DEV)
+        self.dense_k = torch.randn(1, Hkv, POOL_PAGES * PAGE, d, dtype=DTYPE, device=DEV)
         self.dense_v = torch.randn_like(self.dense_k)
-        lo, hi, mean = (torch.empty(POOL_PAGES, Hkv, d, dtype=torch.bfloat16, device="cuda") for _ in range(3))
-        summaries.write_page_summaries(self.k, lo, hi, mean, torch.arange(POOL_PAGES, device="cuda"), torch.full((POOL_PAGES,), PAGE, device="cuda"))
+        lo, hi, mean = (torch.empty(POOL_PAGES, Hkv, d, dtype=DTYPE, device=DEV) for _ in range(3))
+        summaries.write_page_summaries(self.k, lo, hi, mean, torch.arange(POOL_PAGES, device=DEV), torch.full((POOL_PAGES,), PAGE, device=DEV))
         self.kmin = [lo.clone() for _ in range(n_copies)]  # one copy per layer: no layer reads another's rows from L2
         self.kmax = [hi.clone() for _ in range(n_copies)]
         self.kmean = [mean.clone() for _ in range(n_copies)]
-        self.index = [torch.randn(POOL_PAGES, PAGE, d_idx, dtype=torch.bfloat16, device="cuda") for _ in range(n_copies)]
+        self.index = [torch.randn(POOL_PAGES, PAGE, d_idx, dtype=DTYPE, device=DEV) for _ in range(n_copies)]
         self.d_idx = d_idx
 
     def run(self, N, Hq, bw, cfg):
         Hkv, d = self.Hkv, self.d
         nb = (N + PAGE - 1) // PAGE
-        seq = torch.tensor([N], dtype=torch.int32, device="cuda")
+        seq = torch.tensor([N], dtype=torch.int32, device=DEV)
         kv_read = TOPK * Hkv * PAGE * d * 2 * 2
         side = 2 * Hkv * nb * 4 + nb * 4  # scores written + read, block table
         floors = {
@@ -99,7 +101,7 @@ class LayerBench:
         row = {"N": N, "Hq": Hq, "Hkv": Hkv, "d": d}
         # dense: layers at disjoint token ranges of one contiguous buffer
         n_dense = max(2, min(POOL_PAGES * PAGE // N, math.ceil(256 * MB / floors["dense"])))
-        qd = [torch.randn(1, Hq, 1, d, dtype=torch.bfloat16, device="cuda") for _ in range(n_dense)]
+        qd = [torch.randn(1, Hq, 1, d, dtype=DTYPE, device=DEV) for _ in range(n_dense)]
 
         def dense():
             for i in range(n_dense):
@@ -110,9 +112,9 @@ class LayerBench:
         # ours: each layer its own block table (random pool pages), queries and summary/index buffers
         for variant in ("minmax", "mean", "index"):
             n_layers = max(4, min(self.n_copies, math.ceil(256 * MB / floors[variant])))
-            tables = [torch.randperm(POOL_PAGES, device="cuda")[:nb].to(torch.int32)[None] for _ in range(n_layers)]
-            qs = [torch.randn(1, Hq, d, dtype=torch.bfloat16, device="cuda") for _ in range(n_layers)]
-            qi = [torch.randn(1, Hkv, self.d_idx, dtype=torch.bfloat16, device="cuda") for _ in range(n_layers)]
+            tables = [torch.randperm(POOL_PAGES, device=DEV)[:nb].to(torch.int32)[None] for _ in range(n_layers)]
+            qs = [torch.randn(1, Hq, d, dtype=DTYPE, device=DEV) for _ in range(n_layers)]
+            qi = [torch.randn(1, Hkv, self.d_idx, dtype=DTYPE, device=DEV) for _ in range(n_layers)]
             c = [i % self.n_copies for i in range(n_layers)]
 
             def score(i):
@@ -148,10 +150,10 @@ def tune(lb, bw):
     """Pick launch parameters at 1M tokens, Hq=28, by timing each candidate kernel in a graph."""
     N, Hq = POOL_PAGES * PAGE, 28
     nb = N // PAGE
-    seq = torch.tensor([N], dtype=torch.int32, device="cuda")
-    tables = [torch.randperm(POOL_PAGES, device="cuda")[:nb].to(torch.int32)[None] for _ in range(4)]
-    q = torch.randn(1, Hq, lb.d, dtype=torch.bfloat16, device="cuda")
-    qi = torch.randn(1, lb.Hkv, lb.d_idx, dtype=torch.bfloat16, device="cuda")
+    seq = torch.tensor([N], dtype=torch.int32, device=DEV)
+    tables = [torch.randperm(POOL_PAGES, device=DEV)[:nb].to(torch.int32)[None] for _ in range(4)]
+    q = torch.randn(1, Hq, lb.d, dtype=DTYPE, device=DEV)
+    qi = torch.randn(1, lb.Hkv, lb.d_idx, dtype=DTYPE, device=DEV)
     out, log = {}, []
 
     def best(name, fn, options):
@@ -187,33 +189,33 @@ class Model:
 
     def __init__(self, N, mode, layers=28, hidden=1536, Hq=12, Hkv=2, d=128, ff=8960, vocab=151936):
         self.N, self.mode, self.Hq, self.Hkv, self.d = N, mode, Hq, Hkv, d
-        w = lambda *s: (torch.randn(*s, device="cuda") * 0.02).bfloat16()  # noqa: E731
+        w = lambda *s: (torch.randn(*s, device=DEV) * 0.02).bfloat16()  # noqa: E731
         self.embed, self.lm_head = w(vocab, hidden), w(vocab, hidden)
         self.layers = [dict(qkv=w((Hq + 2 * Hkv) * d, hidden), qkv_b=w((Hq + 2 * Hkv) * d), o=w(hidden, Hq * d),
                             gate_up=w(2 * ff, hidden), down=w(hidden, ff), n1=w(hidden) + 1, n2=w(hidden) + 1) for _ in range(layers)]
         self.norm = w(hidden) + 1
         nb = (N + PAGE - 1) // PAGE
-        self.pos = torch.tensor([N - 1], device="cuda")
-        self.seq = torch.tensor([N], dtype=torch.int32, device="cuda")
-        inv = 1.0 / (1e6 ** (torch.arange(0, d, 2, device="cuda").float() / d))
+        self.pos = torch.tensor([N - 1], device=DEV)
+        self.seq = torch.tensor([N], dtype=torch.int32, device=DEV)
+        inv = 1.0 / (1e6 ** (torch.arange(0, d, 2, device=DEV).float() / d))
         ang = (N - 1) * inv
         self.cos, self.sin = torch.cat([ang.cos(), ang.cos()]), torch.cat([ang.sin(), ang.sin()])
         if mode == "dense":
-            self.kc = [torch.randn(1, Hkv, N, d, dtype=torch.bfloat16, device="cuda") for _ in range(layers)]
+            self.kc = [torch.randn(1, Hkv, N, d, dtype=DTYPE, device=DEV) for _ in range(layers)]
             self.vc = [torch.randn_like(k) for k in self.kc]
         else:
-            self.table = torch.randperm(nb, device="cuda").to(torch.int32)[None]
-            self.kc = [torch.randn(nb, Hkv, PAGE, d, dtype=torch.bfloat16, device="cuda") for _ in range(layers)]
+            self.table = torch.randperm(nb, device=DEV).to(torch.int32)[None]
+            self.kc = [torch.randn(nb, Hkv, PAGE, d, dtype=DTYPE, device=DEV) for _ in range(layers)]
             self.vc = [torch.randn_like(k) for k in self.kc]
             self.kmin, self.kmax = [], []
             for k in self.kc:
-                lo, hi = torch.empty(nb, Hkv, d, dtype=torch.bfloat16, device="cuda"), torch.empty(nb, Hkv, d, dtype=torch.bfloat16, device="cuda")
-                summaries.write_page_summaries(k, lo, hi, None, torch.arange(nb, device="cuda"), torch.full((nb,), PAGE, device="cuda"))
+                lo, hi = torch.empty(nb, Hkv, d, dtype=DTYPE, device=DEV), torch.empty(nb, Hkv, d, dtype=DTYPE, device=DEV)
+                summaries.write_page_summaries(k, lo, hi, None, torch.arange(nb, device=DEV), torch.full((nb,), PAGE, device=DEV))
                 self.kmin.append(lo)
                 self.kmax.append(hi)
             page = self.table[0, (N - 1) // PAGE].long()
-            self.rows = (page * Hkv + torch.arange(Hkv, device="cuda")) * PAGE + (N - 1) % PAGE
-        self.token = torch.tensor([1], device="cuda")
+            self.rows = (page * Hkv + torch.arange(Hkv, device=DEV)) * PAGE + (N - 1) % PAGE
+        self.token = torch.tensor([1], device=DEV)
 
     def rope(self, x):
         h = x.shape[-1] // 2
