@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,3 +58,31 @@ def npm() -> str:
     if not found:
         pytest.fail("npm is not installed; the VS Code extension tests need node 20 and npm")
     return found
+
+
+def run_in_vscode_dir(cmd: list[str], timeout: float = 180, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=VSCODE, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """`npm ci` when node_modules is missing or was installed from another package-lock.json."""
+    lock = VSCODE / "package-lock.json"
+    stamp = VSCODE / "node_modules" / ".msa-lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        run_in_vscode_dir([npm(), "ci", "--no-audit", "--no-fund"], timeout=300)
+        stamp.write_text(digest)
+    return VSCODE / "node_modules"
+
+
+@pytest.fixture(scope="session")
+def vsix(node_modules) -> Path:
+    """The extension bundled with esbuild and packaged offline by vsce."""
+    path = VSCODE / "dist" / "msa-lsp.vsix"
+    path.unlink(missing_ok=True)
+    run_in_vscode_dir([npm(), "run", "--silent", "package"])
+    return path
