@@ -57,7 +57,7 @@ def _assignment_targets(statement):
                 break
             if left.type == "identifier":
                 yield left
-            elif left.type in ("pattern_list", "tuple_pattern"):
+            elif left.type in ("pattern_list", "tuple_pattern", "list_pattern"):
                 yield from (n for n in left.named_children if n.type == "identifier")
             expr = expr.child_by_field_name("right")
             if expr is None:

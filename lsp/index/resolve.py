@@ -34,11 +34,14 @@ class Layout:
     """A snapshot of the workspace's file set and config files; cached facts derive from it."""
 
     def __init__(self, root: str, files: dict[str, str], config: dict[str, str],
-                 names_in: Callable[[str], set[str]] | None = None):
+                 names_in: Callable[[str], set[str]] | None = None,
+                 static_names: Callable[[str], bool] | None = None):
         self.root = root
         self.files = files  # path -> language
         self.config = config  # path -> text of go.mod / tsconfig.json / jsconfig.json / Cargo.toml
         self.names_in = names_in or (lambda path: set())  # names a file defines or imports
+        # whether names_in(path) is the complete list (no wildcard imports, no dynamic globals)
+        self.static_names = static_names or (lambda path: False)
 
     @cached_property
     def by_dir(self) -> dict[str, list[str]]:

@@ -10,6 +10,11 @@ from .model import Import
 from .resolve import EXTERNAL, Resolution
 
 
+_PACKAGE_FILES = ("__init__.py", "__init__.pyi")
+_MODULE_ATTRIBUTES = {"__doc__", "__name__", "__file__", "__path__", "__spec__", "__loader__", "__package__",
+                      "__dict__", "__all__", "__version__", "__builtins__"}
+
+
 class PythonLayout:
     def __init__(self, layout):
         self.layout = layout
@@ -65,6 +70,15 @@ class PythonLayout:
             module = self._absolute(rest)
             submodules = [self._absolute(f"{rest}.{n.name}") for n in imp.names]
             reportable = rest.split(".")[0] in self.top_names
+            if module is None and reportable and "." in rest:
+                # `import os.path`: a plain module that sets its "submodules" as attributes
+                parts = rest.split(".")
+                for k in range(len(parts) - 1, 0, -1):
+                    prefix = self._absolute(".".join(parts[:k]))
+                    if prefix is not None:
+                        if os.path.basename(prefix) not in _PACKAGE_FILES:
+                            return Resolution((prefix,), True)
+                        break
         found_subs = [s for s in submodules if s]
         if module is None and not found_subs:
             if not reportable:
@@ -75,7 +89,28 @@ class PythonLayout:
         if module and (not imp.names or imp.wildcard or len(found_subs) < len(imp.names)):
             targets.append(module)
         targets.extend(s for s in found_subs if s not in targets)
-        if module is None and len(found_subs) < len(imp.names) and reportable:
-            missing = [n.name for n, s in zip(imp.names, submodules) if not s]
+        missing = [n.name for n, s in zip(imp.names, submodules) if not s]
+        if missing and (module is not None or found_subs):  # a directory is a namespace package
+            package_dir = os.path.dirname(module) if module and os.path.basename(module) in _PACKAGE_FILES else None
+            if package_dir:
+                missing = [name for name in missing if not os.path.isdir(os.path.join(package_dir, name))]
+        if missing and module is not None and not level and not self._same_top(path, rest):
+            missing = []  # names of another top-level package are only checked for existence as modules
+        if module is None and missing and reportable:
             return Resolution(tuple(targets), True, f"no module {', '.join(missing)} in {spec!r}")
+        if module is not None and missing and reportable and self._names_are_static(module):
+            names = self.layout.names_in(module)
+            absent = [name for name in missing if name not in names and name not in _MODULE_ATTRIBUTES]
+            if absent:
+                where = os.path.relpath(module, self.layout.root)
+                return Resolution(tuple(targets), True, f"{', '.join(absent)} is neither defined in {where} nor a submodule")
         return Resolution(tuple(targets), reportable)
+
+    def _same_top(self, path: str, dotted: str) -> bool:
+        """Whether `path` lives inside the top-level package that `dotted` starts with."""
+        top = dotted.split(".")[0]
+        return any(os.path.join(root, top) + os.sep in path for root in self.roots)
+
+    def _names_are_static(self, module: str) -> bool:
+        """Whether a module's names can be listed from its syntax (no *, __getattr__, globals())."""
+        return self.layout.static_names(module)

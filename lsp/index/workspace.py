@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -18,6 +19,7 @@ from typing import Callable, NamedTuple
 from . import graph
 from .discovery import CONFIG_NAMES, discover, path_excluded, read_source
 from .extract import extract_with_tree
+from .languages import language_of
 from .model import Definition, Diagnostic, FileFacts, Import, IndexOptions, SkippedFile
 from .navigation import Navigation
 from .parsing import default_workers, parse_many
@@ -27,6 +29,8 @@ log = logging.getLogger("msa.index")
 
 _NO_RESOLUTION = Resolution((), False)
 _TREES_KEPT = 16
+# module text that can create names the syntax does not show
+_DYNAMIC_NAMES = re.compile(r"globals\(\)|sys\.modules\[|^[ \t]+global[ \t]|\bexec\(|__dict__", re.MULTILINE)
 
 
 class IndexedFile(NamedTuple):
@@ -198,8 +202,10 @@ class WorkspaceIndex(Navigation):
 
     def _relink_all(self) -> None:
         """Rebuild the layout and re-resolve every import (file set or config changed)."""
-        self._layout = Layout(self.root, {p: f.language for p, f in self._files.items()}, self._config,
-                              self._names_in)
+        present = {p: language_of(p) for p in self._skipped if language_of(p) and os.path.exists(p)}
+        present.update((p, f.language) for p, f in self._files.items())
+        self._layout = Layout(self.root, present, self._config,
+                              self._names_in, self._static_names)
         self._edges = {}
         self._importers = defaultdict(set)
         self._resolutions = {}
@@ -239,6 +245,14 @@ class WorkspaceIndex(Navigation):
             if imp.binds:
                 names.add(imp.binds)
         return names
+
+    def _static_names(self, path: str) -> bool:
+        entry = self._files.get(path)
+        if entry is None or entry.facts.syntax_errors or any(imp.wildcard for imp in entry.facts.imports):
+            return False
+        if any(d.name == "__getattr__" and not d.container for d in entry.facts.definitions):
+            return False
+        return _DYNAMIC_NAMES.search(entry.text) is None
 
     def _recompute_cycles(self) -> None:
         self._cycles = [tuple(c) for c in graph.cycles(self._edges)]
@@ -348,7 +362,5 @@ class WorkspaceIndex(Navigation):
 
 
 def _language_for(path: str, files: dict[str, IndexedFile]) -> str | None:
-    from .languages import language_of
-
     entry = files.get(path)
     return entry.language if entry else language_of(path)
