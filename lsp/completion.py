@@ -87,8 +87,19 @@ class CompletionService:
 
     # ------------------------------------------------------------------------------------ worker lifecycle
 
-    def ensure_worker(self) -> WorkerClient:
+    def wanted(self) -> bool:
+        """A worker is kept only while a feature that needs the model is on."""
+        options = self.server.options
+        return options.inline_completion.enable or options.diagnostics.unusual_code
+
+    def ensure_worker(self) -> WorkerClient | None:
         """The worker client for the current settings; (re)started when settings that shape it changed."""
+        if not self.wanted():
+            if self.client is not None:
+                client, self.client, self._settings = self.client, None, None
+                asyncio.get_running_loop().create_task(client.stop())
+                self.server.state.set_worker_status("off", "no feature that needs the model is on", "")
+            return None
         settings = _settings_from(self.server.options, self.server.state.root)
         if self.client is not None and settings == self._settings:
             return self.client
@@ -152,16 +163,18 @@ class CompletionService:
         """Mirror every indexed file (open buffers win) into the worker's cache; cheap when nothing changed."""
         state = self.server.state
         index = state.index
-        if index is None or not hasattr(index, "files"):
+        if index is None:
             return
-        with state.lock:
-            paths = list(index.files())
         files = {}
-        for path in paths:
-            text = state.text_of(path)
-            if text is not None:
-                files[state.relative(path)] = text
-        self.ensure_worker().set_files(files)
+        with state.lock:
+            for path in index.files:
+                doc = self.server.documents.by_path(path)
+                text = doc.text if doc is not None else index.text(path)
+                if text is not None:
+                    files[state.relative(path)] = text
+        client = self.ensure_worker()
+        if client is not None:
+            client.set_files(files)
 
     def file_changed(self, path: str | None) -> None:
         """A file's text changed (None: the whole index was rebuilt)."""
@@ -170,6 +183,8 @@ class CompletionService:
             return
         state = self.server.state
         client = self.ensure_worker()
+        if client is None:
+            return
         text = state.text_of(path) if os.path.exists(path) or self.server.documents.by_path(path) else None
         relative = state.relative(path)
         if text is None:
@@ -202,6 +217,8 @@ class CompletionService:
 
     async def _complete(self, doc, position: types.Position):
         client = self.ensure_worker()
+        if client is None:
+            return None
         if client.state != "ready":
             await client.wait_ready(READY_WAIT_S)
         version = doc.version

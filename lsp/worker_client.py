@@ -34,6 +34,10 @@ class WorkerUnavailable(Exception):
     """No worker is connected, or it went away while a request was in flight."""
 
 
+class WorkerStartFailed(WorkerUnavailable):
+    """The spawned worker exited before it was ready (bad model, bad setup): retrying will not help."""
+
+
 class WorkerError(Exception):
     """The worker answered with an error frame."""
 
@@ -238,6 +242,10 @@ class WorkerClient:
                 reason = f"worker connection closed: {self._connection.close_reason or 'worker exited'}"
             except asyncio.CancelledError:
                 raise
+            except WorkerStartFailed as exc:
+                await self._end_process()
+                self._set_state("error", str(exc))
+                return  # a new client (new settings) tries again
             except Exception as exc:
                 reason = str(exc) or type(exc).__name__
             self._ready.clear()
@@ -319,7 +327,7 @@ class WorkerClient:
             if not raw:
                 code = await self._process.wait()
                 last = " | ".join(tail[-3:]) or "no output"
-                raise WorkerUnavailable(f"worker exited with status {code} before it was ready: {last}")
+                raise WorkerStartFailed(f"worker exited with status {code} before it was ready: {last}")
             line = raw.decode("utf-8", "replace").rstrip()
             log.info("worker: %s", line)
             tail.append(line)
