@@ -74,7 +74,8 @@ class MsaServer(LanguageServer):
     def report_server_error(self, error, source):
         if isinstance(error, ValueError) and not isinstance(error, JsonRpcInvalidRequest):
             # a body that is not JSON: JSON-RPC's answer is a parse error with a null id
-            self.protocol._send_response(None, error=JsonRpcParseError(f"not JSON: {error}").to_response_error())
+            self.protocol._send_data({"jsonrpc": "2.0", "id": None,
+                                      "error": {"code": JsonRpcParseError.CODE, "message": f"not JSON: {error}"}})
             return
         super().report_server_error(error, source)
 

@@ -40,6 +40,7 @@ class WorkspaceState:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._published: dict[str, list[types.Diagnostic]] = {}
         self._cycle_files: set[str] = set()
+        self._too_large: set[str] = set()  # open buffers over msa.index.maxFileSize (warned once)
         self._generation = 0
         self.file_listeners: list = []  # callables(path) after a file's text changed; path None = index rebuilt
         self.status = {"index": {"state": "indexing", "files": 0, "done": 0},
@@ -120,7 +121,7 @@ class WorkspaceState:
         with self.lock:
             self.index = index
         for doc in self.server.documents.all():
-            index.update_file(doc.path, doc.text)
+            self._index_buffer(doc)
         if self.root is None:
             self.server.warn("no workspace folder: only open files are indexed")
             self._set_index_status("ready", len(index.files), len(index.files))
@@ -166,8 +167,7 @@ class WorkspaceState:
         if generation != self._generation:
             return
         for doc in self.server.documents.all():  # the build re-applied buffers; these may be newer
-            index.update_file(doc.path, doc.text)
-            self._indexed_version[doc.path] = doc.version
+            self._index_buffer(doc)
         self._dirty.clear()
         total = len(index.files)
         log.info("indexed %d files in %.2fs", total, time.monotonic() - started)
@@ -233,8 +233,20 @@ class WorkspaceState:
         self._dirty.discard(path)
         if doc is None:
             return
-        self.index.update_file(path, doc.text)
-        self._indexed_version[path] = doc.version
+        self._index_buffer(doc)
+
+    def _index_buffer(self, doc) -> None:
+        """Feeds an open buffer to the index, unless it is over msa.index.maxFileSize (warned once)."""
+        self._indexed_version[doc.path] = doc.version
+        limit = self.server.options.index.max_file_size
+        if len(doc.text) > limit and len(doc.text.encode("utf-8", "surrogatepass")) > limit:
+            if doc.path not in self._too_large:
+                self._too_large.add(doc.path)
+                self.server.warn(f"{self.relative(doc.path)} is not indexed: larger than msa.index.maxFileSize ({limit} bytes)")
+            self.index.remove_file(doc.path)
+            return
+        self._too_large.discard(doc.path)
+        self.index.update_file(doc.path, doc.text)
 
     def _schedule(self, path: str, everything: bool = False) -> None:
         if (timer := self._timers.pop(path, None)) is not None:
