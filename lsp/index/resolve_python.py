@@ -11,6 +11,7 @@ from .resolve import EXTERNAL, Resolution
 
 
 _PACKAGE_FILES = ("__init__.py", "__init__.pyi")
+_INIT_PY, _INIT_PYI = os.sep + "__init__.py", os.sep + "__init__.pyi"
 _MODULE_ATTRIBUTES = {"__doc__", "__name__", "__file__", "__path__", "__spec__", "__loader__", "__package__",
                       "__dict__", "__all__", "__version__", "__builtins__"}
 
@@ -18,6 +19,8 @@ _MODULE_ATTRIBUTES = {"__doc__", "__name__", "__file__", "__path__", "__spec__",
 class PythonLayout:
     def __init__(self, layout):
         self.layout = layout
+        self._memo: dict[tuple[str, str], str | None] = {}
+        self._top_prefixes: dict[str, tuple[str, ...]] = {}
         pkg_dirs = {os.path.dirname(p) for p in layout.files if os.path.basename(p) in ("__init__.py", "__init__.pyi")}
         self.package_dirs = pkg_dirs
         roots = [layout.root]
@@ -41,12 +44,19 @@ class PythonLayout:
                 self.top_names.add(name)
 
     def module_file(self, base: str, dotted: str) -> str | None:
-        """The file for module `dotted` (may be "") under directory `base`."""
-        stem = os.path.join(base, *dotted.split(".")) if dotted else base
-        for candidate in (stem + ".py", stem + ".pyi", os.path.join(stem, "__init__.py"), os.path.join(stem, "__init__.pyi")):
-            if candidate in self.layout.files:
-                return candidate
-        return None
+        """The file for module `dotted` (may be "") under directory `base` (memoized)."""
+        key = (base, dotted)
+        if key in self._memo:
+            return self._memo[key]
+        stem = base + os.sep + dotted.replace(".", os.sep) if dotted else base
+        files = self.layout.files
+        found = None
+        for candidate in (stem + ".py", stem + ".pyi", stem + _INIT_PY, stem + _INIT_PYI):
+            if candidate in files:
+                found = candidate
+                break
+        self._memo[key] = found
+        return found
 
     def _absolute(self, dotted: str) -> str | None:
         for root in self.roots:
@@ -109,7 +119,10 @@ class PythonLayout:
     def _same_top(self, path: str, dotted: str) -> bool:
         """Whether `path` lives inside the top-level package that `dotted` starts with."""
         top = dotted.split(".")[0]
-        return any(os.path.join(root, top) + os.sep in path for root in self.roots)
+        prefixes = self._top_prefixes.get(top)
+        if prefixes is None:
+            prefixes = self._top_prefixes[top] = tuple(os.path.join(root, top) + os.sep for root in self.roots)
+        return path.startswith(prefixes)
 
     def _names_are_static(self, module: str) -> bool:
         """Whether a module's names can be listed from its syntax (no *, __getattr__, globals())."""

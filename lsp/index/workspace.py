@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -30,7 +29,7 @@ log = logging.getLogger("msa.index")
 _NO_RESOLUTION = Resolution((), False)
 _TREES_KEPT = 16
 # module text that can create names the syntax does not show
-_DYNAMIC_NAMES = re.compile(r"globals\(\)|sys\.modules\[|^[ \t]+global[ \t]|\bexec\(|__dict__", re.MULTILINE)
+_DYNAMIC_MARKERS = ("globals()", "sys.modules[", "global ", "exec(", "__dict__", "setattr(")
 
 
 class IndexedFile(NamedTuple):
@@ -252,7 +251,8 @@ class WorkspaceIndex(Navigation):
             return False
         if any(d.name == "__getattr__" and not d.container for d in entry.facts.definitions):
             return False
-        return _DYNAMIC_NAMES.search(entry.text) is None
+        text = entry.text
+        return not any(marker in text for marker in _DYNAMIC_MARKERS)
 
     def _recompute_cycles(self) -> None:
         self._cycles = [tuple(c) for c in graph.cycles(self._edges)]
