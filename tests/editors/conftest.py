@@ -86,3 +86,11 @@ def vsix(node_modules) -> Path:
     path.unlink(missing_ok=True)
     run_in_vscode_dir([npm(), "run", "--silent", "package"])
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random-weight checkpoint (the worker tests' builder): enough for ghost text to appear."""
+    from tests.worker.conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "qwen2")

@@ -129,14 +129,15 @@ function scenarios.inline(result)
   result.ghost = {
     row = marks[1][2], col = marks[1][3],
     text = details.virt_text and details.virt_text[1][1] or "",
-    virt_lines = details.virt_lines and #details.virt_lines or 0,
+    virt_lines = vim.tbl_map(function(l) return l[1][1] end, details.virt_lines or {}),
     hl = details.virt_text and details.virt_text[1][2],
   }
   result.line_before = vim.api.nvim_buf_get_lines(buf, spec.line, spec.line + 1, false)[1]
   local before = buffer_text(buf)
   vim.api.nvim_input("<Tab>")
   wait_until(5000, "the accepted text in the buffer", function() return buffer_text(buf) ~= before end)
-  result.line_after = vim.api.nvim_buf_get_lines(buf, spec.line, spec.line + 1, false)[1]
+  result.lines_after = vim.api.nvim_buf_get_lines(buf, spec.line, spec.line + 1 + #result.ghost.virt_lines, false)
+  result.cursor_after = vim.api.nvim_win_get_cursor(0)
   result.buffer_after = buffer_text(buf)
   result.mode = vim.api.nvim_get_mode().mode
 end

@@ -69,3 +69,19 @@ def test_rename_across_files_updates_both_buffers(tmp_path, workspace):
     assert result["buffers"]["pkg/shapes.py"] == "def surface(width, height):\n    return width * height"
     assert result["modified"] == {"app.py": True, "pkg/shapes.py": True}
     assert "def area" in result["disk"]["pkg/shapes.py"], "the edit goes to the buffer, not behind the user's back"
+
+
+def test_ghost_text_appears_and_tab_accepts_it(tmp_path, workspace, tiny_model):
+    # a tiny random model writes letters only; what matters here is the editor side: the plugin's
+    # own inlineCompletion request, the extmark, and <Tab> inserting exactly the ghost text
+    result = run_scenario(tmp_path, workspace, "inline", timeout=150, file="app.py", line=4, type=" + 1",
+                          settings={"model": str(tiny_model)}, timeout_ms=90000)
+    ghost = result["ghost"]
+    assert ghost["text"] and ghost["hl"] == "MsaGhostText", ghost
+    assert result["line_before"] == "    return area(2, 3) + 1"
+    assert (ghost["row"], ghost["col"]) == (4, len(result["line_before"]))
+    # accepting inserts exactly what was shown: the inline part, then the virtual lines below it
+    assert result["lines_after"] == [result["line_before"] + ghost["text"], *ghost["virt_lines"]]
+    last = result["lines_after"][-1]
+    assert result["cursor_after"] == [5 + len(ghost["virt_lines"]), len(last.encode())], "cursor ends after the text"
+    assert result["mode"] == "i"

@@ -59,7 +59,7 @@ def user_settings(extra: dict) -> dict:
 
 
 def run_e2e(tmp_path: Path, code_server: Path, vsix: Path, workspace: Path, *, settings: dict | None = None,
-            inline: dict | None = None, name: str = "vscode-e2e") -> dict:
+            status_pattern: str = r"msa: 4 files", inline: dict | None = None, name: str = "vscode-e2e") -> dict:
     root = tmp_path / "e2e"
     config, user_data, extensions = root / "config.yaml", root / "user-data", root / "extensions"
     (user_data / "User").mkdir(parents=True)
@@ -78,7 +78,7 @@ def run_e2e(tmp_path: Path, code_server: Path, vsix: Path, workspace: Path, *, s
         "marker": str(root / "activated"), "serverLog": str(ARTIFACTS / f"{name}-code-server.log"),
         "resultPath": str(ARTIFACTS / f"{name}.json"), "screenshot": str(ARTIFACTS / f"{name}.png"),
         "diagnosticsFile": "broken.py", "diagnosticMessage": "msa-lspsyntax-error",
-        "statusPattern": r"msa: 4 files",
+        "statusPattern": status_pattern,
         "rename": {"file": "app.py", "line": 4, "column": 11, "newName": "surface",
                    "expectIn": ["app.py", "pkg/shapes.py"]},
         "inline": inline,
@@ -95,12 +95,21 @@ def run_e2e(tmp_path: Path, code_server: Path, vsix: Path, workspace: Path, *, s
     return result
 
 
-def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace):
-    result = run_e2e(tmp_path, code_server, vsix, workspace)
+def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace, tiny_model):
+    typed = "value = main() + "
+    result = run_e2e(tmp_path, code_server, vsix, workspace, settings={"msa.model": str(tiny_model)},
+                     status_pattern=r"msa: 4 files · cache \d+% · qwen2",
+                     inline={"file": "app.py", "type": typed, "timeoutMs": 90000})
     assert result["activation"].startswith("activated running=true")
     assert any("msa-lspsyntax-error" in row for row in result["problems"]), result["problems"]  # source + code spans
-    assert "msa: 4 files" in result["statusBar"]
+    assert "msa: 4 files" in result["statusBar"] and "qwen2" in result["statusBar"]
     assert "def surface(width, height)" in result["renamedFiles"]["pkg/shapes.py"]
     assert "from pkg.shapes import surface" in result["renamedFiles"]["app.py"]
     assert "return surface(2, 3)" in result["renamedFiles"]["app.py"]
+    # ghost text appeared after typing; Tab accepted exactly it, and it was saved
+    ghost = result["ghostText"].replace("\u00a0", " ")
+    assert ghost.strip(), result
+    # (the DOM holds only the rendered part of a long ghost text, so it is a prefix of what was accepted)
+    last_line = result["inlineSaved"].rstrip("\n").split("\n")[-1]
+    assert last_line.startswith(typed + ghost), (last_line, ghost)
     assert (ARTIFACTS / "vscode-e2e.png").stat().st_size > 10_000
