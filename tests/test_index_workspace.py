@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp.index import WorkspaceIndex
+from lsp.index import IndexOptions, WorkspaceIndex
 
 MULTI = Path(__file__).parent / "fixtures" / "multi"
 
@@ -233,3 +233,21 @@ def test_concurrent_updates_and_queries_stay_consistent(workspace):
     index.update_file(models, original)
     assert not [d for d in index.definitions("EXTRA_0_0")]
     assert len(index.definitions("User")) == 1
+
+
+def test_self_member_prefers_the_enclosing_class(workspace):
+    index, root = workspace
+    path = root / "py" / "app" / "shapes.py"
+    text = ("class A:\n    def area(self):\n        return 1\n\n\nclass B:\n    def area(self):\n        return 2\n\n"
+            "    def double(self):\n        return self.area() * 2\n")
+    assert index.update_file(str(path), text) == ""
+    [d] = index.definition_at(str(path), 10, 21)
+    assert (d.container, d.name_range.start_line) == ("B", 6)
+
+
+def test_oversized_buffers_and_unknown_languages_are_refused(tmp_path):
+    index = WorkspaceIndex(options=IndexOptions(max_file_size=100))
+    index.build(str(tmp_path), workers=1)
+    assert index.update_file(str(tmp_path / "big.py"), "x = 1\n" * 50).startswith("too large")
+    assert index.update_file(str(tmp_path / "notes.md"), "# hi\n") == "unsupported language"
+    assert index.files == []

@@ -110,6 +110,11 @@ class Navigation:
                 if found:
                     return found
                 members = [d for d in self._named(word) if d.container]
+                if qualifier is not None and qualifier.group(1) in ("self", "this", "cls", "Self"):
+                    owner = self._enclosing_type(entry, line)
+                    own = [d for d in members if d.path == path and d.container == owner]
+                    if own:
+                        return own
                 if members:
                     return sorted(members)
             local = [d for d in entry.facts.definitions if d.name == word]
@@ -127,6 +132,15 @@ class Navigation:
             if len({(d.path, d.name_range) for d in candidates}) == 1:
                 return [candidates[0]]
             return []
+
+    @staticmethod
+    def _enclosing_type(entry, line: int) -> str:
+        """The innermost class/struct/impl container around `line` (methods name their container)."""
+        best = ""
+        for d in entry.facts.definitions:
+            if d.container and d.full_range.start_line <= line <= d.full_range.end_line:
+                best = d.container
+        return best
 
     def _through_module(self, path, entry, module_name: str, word: str) -> list[Definition]:
         for imp, res in zip(entry.facts.imports, self._resolutions.get(path, ())):

@@ -103,6 +103,10 @@ class WorkspaceIndex(Navigation):
                 self._relink_all()
                 return "not a source file (config)"
             reason = path_excluded(self.root, path, self.options) if self.root else ""
+            if not reason and language_of(path) is None and path not in self._files:
+                reason = "unsupported language"
+            if not reason and len(text) > self.options.max_file_size // 4 and len(text.encode("utf-8")) > self.options.max_file_size:
+                reason = f"too large (over {self.options.max_file_size} bytes)"
             if reason:
                 return reason
             self._overlays[path] = text
