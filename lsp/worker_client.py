@@ -28,6 +28,7 @@ import inference.protocol as protocol
 log = logging.getLogger(__name__)
 READY_LINE = re.compile(r"ready on (\S+)")
 BATCH_FILES, BATCH_BYTES = 32, 1 << 20
+MAX_TEXT_BYTES = protocol.MAX_FRAME_BYTES // 2
 
 
 class WorkerUnavailable(Exception):
@@ -93,8 +94,8 @@ class _Connection:
                 queue = self.waiting.get(frame.get("id"))
                 if queue is not None:
                     queue.put_nowait(frame)
-                elif frame.get("op") == "error":
-                    log.warning("worker error without a waiting request: %s", frame.get("message"))
+                elif frame.get("op") == "error":  # e.g. a cancel that raced the request's end
+                    log.debug("worker error without a waiting request: %s", frame.get("message"))
         except (protocol.ConnectionClosed, protocol.ProtocolError, OSError) as exc:
             self.close_reason = str(exc) or type(exc).__name__
         finally:
@@ -190,6 +191,7 @@ class WorkerClient:
         self.state, self.message, self.model = "off", "", ""
         self.pid: int | None = None
         self.cache = {"segments": 0, "tokens": 0, "filled": 0}
+        self.texts_sent = 0  # file texts that crossed the socket (hash-only entries the worker knew do not count)
         self._connection: _Connection | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._files: dict[str, tuple[str, str]] = {}  # desired: path -> (hash, text)
@@ -209,7 +211,8 @@ class WorkerClient:
     async def stop(self) -> None:
         self._stopping = True
         connection = self._connection
-        if connection is not None and not connection.closed.is_set():
+        if self._process is not None and connection is not None and not connection.closed.is_set():
+            # only a worker this client spawned is shut down; a configured (shared) one keeps running
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.request(protocol.simple("shutdown", next(connection.ids))), 2)
         for task in self._tasks:
@@ -362,10 +365,13 @@ class WorkerClient:
 
     def set_files(self, files: dict[str, str]) -> None:
         """The whole repository as the worker should hold it (relative path -> text)."""
-        self._files = {path: (protocol.content_hash(text), text) for path, text in files.items()}
+        self._files = {path: (protocol.content_hash(text), text) for path, text in files.items() if _fits(path, text)}
         self._dirty.set()
 
     def update_file(self, path: str, text: str) -> None:
+        if not _fits(path, text):
+            self.remove_file(path)
+            return
         digest = protocol.content_hash(text)
         if self._files.get(path, ("",))[0] != digest:
             self._files[path] = (digest, text)
@@ -400,9 +406,9 @@ class WorkerClient:
                 await self._sync_once()
             except asyncio.CancelledError:
                 raise
-            except (WorkerUnavailable, WorkerError, OSError) as exc:
+            except (WorkerUnavailable, WorkerError, protocol.ProtocolError, OSError) as exc:
                 log.warning("cache sync stopped: %s", exc)
-                if isinstance(exc, WorkerError):
+                if isinstance(exc, (WorkerError, protocol.ProtocolError)):
                     self._synced.clear()  # resend everything next time rather than guess
                     await asyncio.sleep(1)
                 self._dirty.set()
@@ -412,7 +418,8 @@ class WorkerClient:
         connection = self._connection
         if connection is None:
             raise WorkerUnavailable("no worker")
-        wanted = {path: digest for path, (digest, _) in self._files.items()}
+        files = dict(self._files)  # edits arriving meanwhile mark the mirror dirty for the next round
+        wanted = {path: digest for path, (digest, _) in files.items()}
         drop = [path for path in self._synced if path not in wanted]
         changed = [path for path, digest in wanted.items() if self._synced.get(path) != digest]
         if not drop and not changed:
@@ -424,14 +431,15 @@ class WorkerClient:
             for path in drop:
                 self._synced.pop(path, None)
             self._note_cache(reply)
-        for batch in _batches(changed, self._files):
-            entries = [{"path": path, "hash": self._files[path][0]} for path in batch if path in self._files]
+        for batch in _batches(changed, files):
+            entries = [{"path": path, "hash": files[path][0]} for path in batch]
             reply = await connection.request(protocol.sync(next(connection.ids), add=entries))
             missing = set(reply["missing"])
             if missing:
-                with_text = [dict(entry, text=self._files[entry["path"]][1]) for entry in entries
+                with_text = [dict(entry, text=files[entry["path"]][1]) for entry in entries
                              if entry["hash"] in missing]
                 reply = await connection.request(protocol.sync(next(connection.ids), add=with_text))
+                self.texts_sent += len(with_text)
             for entry in entries:
                 self._synced[entry["path"]] = entry["hash"]
             done += len(batch)
@@ -474,6 +482,14 @@ class WorkerClient:
     async def stats(self) -> dict:
         connection = self._live()
         return (await connection.request(protocol.simple("stats", next(connection.ids))))["stats"]
+
+
+def _fits(path: str, text: str) -> bool:
+    """Whether one file's text fits in a sync frame; larger files stay out of the cache (logged)."""
+    if len(text) * 4 < MAX_TEXT_BYTES or len(text.encode("utf-8", "surrogatepass")) < MAX_TEXT_BYTES:
+        return True
+    log.warning("%s is too large for the model's cache (over %d bytes); left out", path, MAX_TEXT_BYTES)
+    return False
 
 
 def _batches(paths: list[str], files: dict[str, tuple[str, str]]):

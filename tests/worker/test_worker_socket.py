@@ -195,3 +195,15 @@ def test_tcp_without_a_token_file_does_not_start():
     result = subprocess.run([sys.executable, "-m", "lsp", "worker", "--listen", "127.0.0.1:0"], capture_output=True,
                             text=True, timeout=60, env=worker_env())
     assert result.returncode != 0 and "--token-file" in result.stderr
+
+
+def test_shutdown_answers_then_the_worker_exits(tiny_model, tmp_path):
+    os.chmod(tmp_path, 0o700)
+    process = WorkerProcess(["--model", str(tiny_model), "--device", "cpu", "--socket", str(tmp_path / "s.sock")])
+    try:
+        sock = greeted(process)
+        assert ask(sock, protocol.simple("shutdown", 2)) == {"op": "ok", "id": 2}
+        assert process.proc.wait(timeout=15) == 0
+        assert not os.path.exists(tmp_path / "s.sock")
+    finally:
+        process.stop()
