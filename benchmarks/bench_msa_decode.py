@@ -174,7 +174,8 @@ def tune(lb, bw):
     best("summary", lambda i, o: index_scores.summary_block_scores(q, lb.kmin[i], lb.kmax[i], tables[i], seq, **o),
          [{"block_pages": p, "num_warps": w} for p in (16, 32, 64) for w in (2, 4, 8)])
     scores = index_scores.summary_block_scores(q, lb.kmin[0], lb.kmax[0], tables[0], seq)
-    best("topk", lambda i, o: topk.topk_blocks(scores, seq, TOPK, **o), [{"num_warps": w} for w in (4, 8, 16, 32)])
+    best("topk", lambda i, o: topk.topk_blocks(scores, seq, TOPK, **o),
+         [{"chunk": c, "num_warps": w, "merge_warps": m} for c in (256, 512, 1024) for w in (1, 2, 4) for m in (1, 4)])
     sel = topk.topk_blocks(scores, seq, TOPK)
     best("decode", lambda i, o: sparse_decode.sparse_decode(q, lb.k, lb.v, tables[0], seq, sel, **o),
          [{"block_n": b, "num_warps": w, "num_stages": s} for b in (32, 64, 128) for w in (4, 8) for s in (1, 2)])
@@ -189,7 +190,7 @@ class Model:
 
     def __init__(self, N, mode, layers=28, hidden=1536, Hq=12, Hkv=2, d=128, ff=8960, vocab=151936):
         self.N, self.mode, self.Hq, self.Hkv, self.d = N, mode, Hq, Hkv, d
-        w = lambda *s: (torch.randn(*s, device=DEV) * 0.02).bfloat16()  # noqa: E731
+        w = lambda *s: (torch.randn(*s, device=DEV) * 0.02).to(DTYPE)  # noqa: E731
         self.embed, self.lm_head = w(vocab, hidden), w(vocab, hidden)
         self.layers = [dict(qkv=w((Hq + 2 * Hkv) * d, hidden), qkv_b=w((Hq + 2 * Hkv) * d), o=w(hidden, Hq * d),
                             gate_up=w(2 * ff, hidden), down=w(hidden, ff), n1=w(hidden) + 1, n2=w(hidden) + 1) for _ in range(layers)]
@@ -199,7 +200,7 @@ class Model:
         self.seq = torch.tensor([N], dtype=torch.int32, device=DEV)
         inv = 1.0 / (1e6 ** (torch.arange(0, d, 2, device=DEV).float() / d))
         ang = (N - 1) * inv
-        self.cos, self.sin = torch.cat([ang.cos(), ang.cos()]), torch.cat([ang.sin(), ang.sin()])
+        self.cos, self.sin = torch.cat([ang.cos(), ang.cos()]).to(DTYPE), torch.cat([ang.sin(), ang.sin()]).to(DTYPE)
         if mode == "dense":
             self.kc = [torch.randn(1, Hkv, N, d, dtype=DTYPE, device=DEV) for _ in range(layers)]
             self.vc = [torch.randn_like(k) for k in self.kc]

@@ -113,7 +113,7 @@ def _shared_rows(block_table: torch.Tensor) -> bool:
     return block_table.shape[0] > 1 and block_table.stride(0) == 0
 
 
-def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=None, *, pages_per_program=16, num_warps=4, num_stages=3):
+def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=None, *, pages_per_program=8, num_warps=4, num_stages=2):
     """Triton version of `reference.index_block_scores`; q_idx is cast to the cache's dtype for the dot."""
     B, H, D = q_idx.shape
     assert index_k_cache.shape[1] == PAGE and index_k_cache.shape[2] == D and index_k_cache.stride(2) == 1
@@ -137,7 +137,7 @@ def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=No
     return out
 
 
-def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mode="minmax", page_lens=None, block_pages=64, num_warps=4):
+def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mode="minmax", page_lens=None, block_pages=16, num_warps=4):
     """Triton version of `reference.summary_block_scores` (fp32 arithmetic on the stored summaries)."""
     assert mode in ("minmax", "mean"), mode
     B, Hq, D = q.shape

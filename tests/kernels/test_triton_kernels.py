@@ -103,9 +103,10 @@ def test_topk_matches_reference_with_ties_and_padding(k, local, sink):
     scores[1, 0, :] = torch.randn(nb, generator=g)
     scores[6, 1, torch.randperm(nb, generator=g)[:60]] = float("-inf")  # fewer finite candidates than picks
     seq = torch.tensor(seqs, dtype=torch.int32)
-    got = topk.topk_blocks(scores.to(DEV), seq.to(DEV), k, local_blocks=local, sink_blocks=sink)
     want = reference.topk_blocks(scores, seq, k, local_blocks=local, sink_blocks=sink)
-    assert torch.equal(got.cpu(), want)
+    for chunk in (16, 512):  # candidates merged from five chunks, and one chunk
+        got = topk.topk_blocks(scores.to(DEV), seq.to(DEV), k, local_blocks=local, sink_blocks=sink, chunk=chunk)
+        assert torch.equal(got.cpu(), want)
 
 
 def _decode_case(gen, seqs, G, Hkv, d, dtype, k=16):
