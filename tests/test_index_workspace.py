@@ -251,3 +251,27 @@ def test_oversized_buffers_and_unknown_languages_are_refused(tmp_path):
     assert index.update_file(str(tmp_path / "big.py"), "x = 1\n" * 50).startswith("too large")
     assert index.update_file(str(tmp_path / "notes.md"), "# hi\n") == "unsupported language"
     assert index.files == []
+
+
+def test_methods_outside_their_type_nest_under_it(index):
+    go = index.symbols_in(_p("go/store/store.go"))
+    tree = {s.definition.name: [c.definition.name for c in s.children] for s in go}
+    assert tree["Store"] == ["Add", "Total"] and "Add" not in tree
+    rust = index.symbols_in(_p("rust/src/items.rs"))
+    tree = {s.definition.name: [c.definition.name for c in s.children] for s in rust}
+    assert tree == {"Item": ["new", "describe"], "Describe": ["describe"]}
+
+
+def test_file_removed_while_the_index_builds_stays_removed(tmp_path):
+    for name in ("a.py", "b.py", "c.py"):
+        (tmp_path / name).write_text(f"NAME = {name!r}\n")
+    index = WorkspaceIndex(str(tmp_path))
+
+    def remove_b_after_parsing(done, total):
+        if done == total and (tmp_path / "b.py").exists():
+            (tmp_path / "b.py").unlink()
+            index.remove_file(str(tmp_path / "b.py"))  # the watcher's event arrives mid-build
+
+    index.build(progress=remove_b_after_parsing, workers=1)
+    assert [os.path.basename(p) for p in index.files] == ["a.py", "c.py"]
+    assert not index.definitions("NAME") or all(not d.path.endswith("b.py") for d in index.definitions("NAME"))

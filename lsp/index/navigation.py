@@ -17,6 +17,7 @@ from .model import Definition, Range
 _WORD = re.compile(r"[\w$]+")
 _QUALIFIER = re.compile(r"([\w$]+)\s*(?:\.|::)\s*$")
 _ZERO = Range(0, 0, 0, 0)
+_CONTAINER_KINDS = ("class", "struct", "interface", "trait", "enum", "module", "type")
 _MAX_SEARCH = 200
 
 
@@ -224,13 +225,20 @@ class Navigation:
                 return []
             roots: list[Symbol] = []
             open_symbols: list[Symbol] = []
+            types: dict[str, Symbol] = {}
             for definition in sorted(entry.facts.definitions, key=lambda d: (d.full_range[:2], -d.full_range[2])):
                 symbol = Symbol(definition, [])
                 while open_symbols and not _encloses(open_symbols[-1].definition, definition):
                     open_symbols.pop()
-                (open_symbols[-1].children if open_symbols else roots).append(symbol)
-                if definition.kind in ("class", "struct", "interface", "trait", "enum", "module", "impl", "type"):
+                if open_symbols:
+                    open_symbols[-1].children.append(symbol)
+                elif definition.container in types:  # Go methods, Rust impl blocks: outside their type
+                    types[definition.container].children.append(symbol)
+                else:
+                    roots.append(symbol)
+                if definition.kind in _CONTAINER_KINDS:
                     open_symbols.append(symbol)
+                    types.setdefault(definition.name, symbol)
             return roots
 
     def search(self, query: str, limit: int = _MAX_SEARCH) -> list[Definition]:

@@ -54,6 +54,7 @@ class WorkspaceIndex(Navigation):
         self._config: dict[str, str] = {}
         self._overlays: dict[str, str] = {}
         self._trees: dict[str, tuple] = {}  # path -> (bytes, tree), recently edited files only
+        self._removed_during_build: set[str] = set()
         self._by_name: dict[str, dict[str, list[Definition]]] = defaultdict(dict)  # name -> path -> defs
         self._layout = Layout(self.root, {}, {})
         self._edges: dict[str, set[str]] = {}  # runtime, cycle-relevant edges
@@ -72,6 +73,8 @@ class WorkspaceIndex(Navigation):
         if not root:
             raise ValueError("WorkspaceIndex.build needs a root directory")
         options = options or self.options
+        with self._lock:
+            self._removed_during_build = set()
         found = discover(root, options)
         files: dict[str, IndexedFile] = {}
         skipped = {s.path: s.reason for s in found.skipped}
@@ -88,6 +91,10 @@ class WorkspaceIndex(Navigation):
             self._trees = {}
             for path, entry in files.items():
                 self._add_definitions(entry.facts.definitions)
+            for path in self._removed_during_build:
+                if path in files and not os.path.exists(path):
+                    self._drop(path)
+            self._removed_during_build = set()
             for path, text in list(self._overlays.items()):
                 self._store(path, text)
             self._relink_all()
@@ -157,6 +164,7 @@ class WorkspaceIndex(Navigation):
         """Forget `path` (deleted on disk, or its buffer closed and the file gone)."""
         path = os.path.abspath(path)
         with self._lock:
+            self._removed_during_build.add(path)
             self._overlays.pop(path, None)
             self._skipped.pop(path, None)
             if self._config.pop(path, None) is not None or path in self._files:
