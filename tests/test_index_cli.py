@@ -65,3 +65,29 @@ def test_index_summary_text_and_json():
 def test_missing_path_is_a_clear_error():
     result = _run("check", "no/such/dir")
     assert result.returncode == 2 and "no such file or directory" in result.stderr
+
+
+def test_index_draws_a_progress_bar_on_a_terminal():
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "lsp", "index", str(FIXTURES / "multi")], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=follower, timeout=120)
+        os.close(follower)
+        follower = None
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower is not None:
+            os.close(follower)
+        os.close(leader)
+    assert result.returncode == 0
+    assert b"indexing [" in drawn and b"24/24 files" in drawn
