@@ -65,7 +65,8 @@ class MsaServer(LanguageServer):
 
     @property
     def encoding(self) -> str:
-        return self.workspace.position_encoding or convert.UTF16
+        encoding = self.workspace.position_encoding or convert.UTF16
+        return getattr(encoding, "value", encoding)  # "utf-8" | "utf-16" | "utf-32"
 
     def warn(self, message: str) -> None:
         log.warning("%s", message)
@@ -107,9 +108,25 @@ def initialize(ls: MsaServer, params: types.InitializeParams):
     log.info("root %s, position encoding %s", root, ls.encoding)
 
 
+WATCHED_GLOB = "**/*.{py,pyi,ts,tsx,mts,cts,js,jsx,mjs,cjs,go,rs}"
+CONFIG_GLOB = "**/{.gitignore,go.mod,tsconfig.json,jsconfig.json,Cargo.toml}"
+
+
 @SERVER.feature(types.INITIALIZED)
 async def initialized(ls: MsaServer, params: types.InitializedParams):
+    if _client_has("workspace.did_change_watched_files.dynamic_registration"):
+        watchers = [types.FileSystemWatcher(glob_pattern=glob) for glob in (WATCHED_GLOB, CONFIG_GLOB)]
+        registration = types.Registration(id="msa-watch", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                                          register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers))
+        future = ls.client_register_capability(types.RegistrationParams(registrations=[registration]))
+        future.add_done_callback(_registered)
     await ls.state.start_indexing()
+
+
+def _registered(future) -> None:
+    if future.cancelled() or future.exception() is not None:
+        log.warning("the client did not register file watchers (%s): changes on disk reach the index only "
+                    "when the client reports them", None if future.cancelled() else future.exception())
 
 
 @SERVER.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)

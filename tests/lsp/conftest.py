@@ -14,6 +14,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+SHARED_FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"  # the index's multi-language workspaces
 SERVER_COMMAND = [sys.executable, "-m", "lsp", "serve", "--log-level", "INFO"]
 PROFILES = ["visual-studio-code", "neovim"]
 WAIT_S = 20
@@ -57,9 +58,9 @@ def _as_dict(obj):
     return obj
 
 
-def copy_fixture(name: str, dest: pathlib.Path) -> pathlib.Path:
+def copy_fixture(name: str, dest: pathlib.Path, base: pathlib.Path = FIXTURES) -> pathlib.Path:
     root = dest / name
-    shutil.copytree(FIXTURES / name, root)
+    shutil.copytree(base / name, root)
     return root
 
 
@@ -91,6 +92,17 @@ async def start_session(client: LanguageClient, profile: str, root: pathlib.Path
 @pytest_lsp.fixture(params=PROFILES, config=ClientServerConfig(server_command=SERVER_COMMAND))
 async def client(request, lsp_client: LanguageClient, tmp_path):
     root = copy_fixture("workspace", tmp_path)
+    lsp_client.root = root
+    lsp_client.profile = request.param
+    await start_session(lsp_client, request.param, root)
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(params=PROFILES, config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def multi_client(request, lsp_client: LanguageClient, tmp_path):
+    """A session on a copy of tests/fixtures/multi (Python, TS, Go, Rust, ignored/secret/binary files)."""
+    root = copy_fixture("multi", tmp_path, SHARED_FIXTURES)
     lsp_client.root = root
     lsp_client.profile = request.param
     await start_session(lsp_client, request.param, root)

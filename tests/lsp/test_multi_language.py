@@ -1,0 +1,45 @@
+"""The server on the shared multi-language fixture: Python, TypeScript, Go and Rust, plus files it must skip."""
+
+from lsprotocol import types
+
+from tests.lsp.conftest import at, uri
+
+
+def _codes(client, relative):
+    return sorted(d.code for d in client.diagnostics.get(uri(client, relative), []))
+
+
+async def _definition(client, relative, needle, nth=0):
+    return await client.text_document_definition_async(types.DefinitionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri(client, relative)), position=at(client, relative, needle, nth)))
+
+
+async def test_diagnostics_in_every_language(multi_client):
+    client = multi_client
+    assert _codes(client, "py/app/broken.py") == ["syntax-error"]
+    assert client.diagnostics[uri(client, "py/app/broken.py")][0].range.start.line == 3
+    assert "unresolved-import" in _codes(client, "py/app/util.py")
+    for relative in ("py/app/models.py", "py/app/services.py", "py/app/repository.py"):
+        assert "import-cycle" in _codes(client, relative), relative
+    assert "unresolved-import" in _codes(client, "go/main.go")
+    assert "unresolved-import" in _codes(client, "ts/src/main.ts")
+    assert "unresolved-import" in _codes(client, "rust/src/lib.rs")
+
+
+async def test_skipped_files_are_not_served(multi_client):
+    client = multi_client
+    everything = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query=""))
+    files = {s.location.uri for s in everything}
+    assert uri(client, "docs/draft_keep.py") in files
+    for skipped in ("generated/gen.py", "docs/draft_notes.py", ".env", "assets/logo.png"):
+        assert uri(client, skipped) not in files and uri(client, skipped) not in client.diagnostics, skipped
+
+
+async def test_definitions_across_languages(multi_client):
+    client = multi_client
+    [go] = await _definition(client, "go/main.go", "New()")
+    assert go.uri == uri(client, "go/store/store.go") and go.range.start == at(client, "go/store/store.go", "New()")
+    [ts] = await _definition(client, "ts/src/main.ts", "add(1")
+    assert ts.uri == uri(client, "ts/src/lib/math.ts")
+    [py] = await _definition(client, "py/app/unicode_names.py", "User(\"")
+    assert py.uri == uri(client, "py/app/models.py") and py.range.start == at(client, "py/app/models.py", "User:")

@@ -1,0 +1,70 @@
+"""Settings: parsed into frozen dataclasses; a bad value is named in a warning and falls back to its default."""
+
+import dataclasses
+import json
+import sys
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from lsp.options import SETTING_KEYS, Options, parse_options
+from tests.lsp.conftest import SERVER_COMMAND, copy_fixture, start_session
+
+
+def test_setting_keys_list_every_key_with_type_and_default():
+    names = [key.name for key in SETTING_KEYS]
+    assert names == [
+        "msa.model", "msa.worker.address", "msa.worker.tokenFile", "msa.worker.command", "msa.worker.devices",
+        "msa.cache.dir", "msa.cache.maxGiB", "msa.layout", "msa.attention", "msa.inlineCompletion.enable",
+        "msa.completion.maxTokens", "msa.completion.debounceMs", "msa.reasoning", "msa.index.exclude",
+        "msa.index.maxFileSize", "msa.index.includeSecrets", "msa.diagnostics.debounceMs", "msa.diagnostics.unusualCode"]
+    by_name = {key.name: key for key in SETTING_KEYS}
+    assert by_name["msa.cache.maxGiB"].default == 20 and by_name["msa.cache.maxGiB"].kind == "number"
+    assert by_name["msa.reasoning"].choices == ("enabled", "adaptive", "disabled")
+    assert by_name["msa.reasoning"].default == "adaptive"
+    assert by_name["msa.worker.command"].kind == "array" and by_name["msa.worker.command"].default == []
+    json.dumps([dataclasses.asdict(key) for key in SETTING_KEYS])  # editors can consume it as JSON
+
+
+def test_parse_nested_settings_and_warn_on_bad_values():
+    options, warnings = parse_options({"msa": {
+        "worker": {"address": "tcp:127.0.0.1:9000", "command": ["python", "-m", "x"]},
+        "layout": "diagonal", "completion": {"maxTokens": "many"}, "diagnostics": {"debounceMs": 0},
+        "index": {"exclude": ["build/**"], "maxFileSize": -5}, "typo": 1}})
+    assert options.worker.address == "tcp:127.0.0.1:9000" and options.worker.command == ("python", "-m", "x")
+    assert options.diagnostics.debounce_ms == 0 and options.index.exclude == ("build/**",)
+    assert options.layout == "parallel" and options.completion.max_tokens == 64 and options.index.max_file_size == 1_000_000
+    assert len(warnings) == 4
+    assert any(w.startswith("msa.layout: expected one of parallel, sequential") for w in warnings)
+    assert any(w.startswith("msa.completion.maxTokens: expected an integer") for w in warnings)
+    assert any(w.startswith("msa.index.maxFileSize: expected at least 0") for w in warnings)
+    assert any(w.startswith("msa.typo: unknown setting") for w in warnings)
+    assert parse_options(None) == (Options(), [])
+    assert parse_options({"model": "/m"})[0].model == "/m"  # the section itself is accepted too
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.layout = "sequential"
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def configured(lsp_client: LanguageClient, tmp_path):
+    root = copy_fixture("workspace", tmp_path)
+    lsp_client.root = root
+    lsp_client.profile = "visual-studio-code"
+    await start_session(lsp_client, "visual-studio-code", root,
+                        options={"msa": {"layout": "diagonal", "diagnostics": {"debounceMs": "soon"}}})
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_bad_initialization_options_are_shown_and_defaulted(configured):
+    client = configured
+    shown = [m.message for m in client.messages if m.type == types.MessageType.Warning]
+    assert any("msa.layout" in m and "diagonal" in m for m in shown)
+    assert any("msa.diagnostics.debounceMs" in m for m in shown)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"msa": {"completion": {"debounceMs": -1}}}))
+    await client.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
+    assert "msa.completion.debounceMs" in client.messages[-1].message
+    assert await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User"))
