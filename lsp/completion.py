@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PREFIX_CHARS, SUFFIX_CHARS = 6000, 2000
 REQUEST_FAILED = -32803
 READY_WAIT_S = 5.0
+BUFFER_SYNC_S = 2.0
 LINE_END_CHARS = CLOSERS + "\"'`;:,. \t"
 
 
@@ -83,7 +84,7 @@ class CompletionService:
         self._inflight: dict[str, asyncio.Task] = {}
         self._fill_token: str | None = None
         self._fill_count = 0
-        self._repo_signature: tuple | None = None
+        self._buffer_timers: dict[str, asyncio.TimerHandle] = {}
 
     # ------------------------------------------------------------------------------------ worker lifecycle
 
@@ -177,15 +178,34 @@ class CompletionService:
             client.set_files(files)
 
     def file_changed(self, path: str | None) -> None:
-        """A file's text changed (None: the whole index was rebuilt)."""
+        """A file's text changed (None: the whole index was rebuilt).
+
+        Edits to an open buffer reach the worker after BUFFER_SYNC_S of quiet: completions in that file read it
+        from the live tail, not from its cached segment, and every sync costs a re-prefill of the file.
+        """
         if path is None:
             self.sync_repository()
             return
+        timer = self._buffer_timers.pop(path, None)
+        if timer is not None:
+            timer.cancel()
+        if self.server.documents.by_path(path) is not None:
+            loop = asyncio.get_running_loop()
+            self._buffer_timers[path] = loop.call_later(BUFFER_SYNC_S, self._send_file, path)
+            return
+        self._send_file(path)
+
+    def _send_file(self, path: str) -> None:
+        self._buffer_timers.pop(path, None)
         state = self.server.state
         client = self.ensure_worker()
         if client is None:
             return
-        text = state.text_of(path) if os.path.exists(path) or self.server.documents.by_path(path) else None
+        index = state.index
+        with state.lock:
+            indexed = index is not None and index.text(path) is not None
+        doc = self.server.documents.by_path(path)
+        text = (doc.text if doc is not None else index.text(path)) if indexed else None
         relative = state.relative(path)
         if text is None:
             client.remove_file(relative)

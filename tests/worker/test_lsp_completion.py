@@ -104,6 +104,13 @@ async def test_inline_completion_returns_model_text(client: LanguageClient):
     ai = [item for item in listed.items if item.detail == "msa-lsp model"]
     assert len(ai) == 1 and ai[0].text_edit.new_text.strip()
 
+    tokens = client.recorder.statuses[-1]["cache"]["tokens"]
+    util = client.root / "util.py"
+    util.write_text(UTIL + "".join(f"\ndef extra_{i}(y):\n    return y - {i}\n" for i in range(20)))
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+        types.FileEvent(uri=util.as_uri(), type=types.FileChangeType.Changed)]))
+    await client.recorder.until(lambda s: s["cache"]["tokens"] > tokens + 100 and s["cache"]["segments"] == 2)
+
 
 def send(client, params, msg_id: str) -> asyncio.Task:
     """Sends an inlineCompletion request now (pytest-lsp sends only once the coroutine runs)."""
