@@ -148,6 +148,12 @@ def test_document_symbols_search_and_scope(index):
     assert {("User", "py/app/models.py"), ("load_user", "py/app/repository.py")} <= scope
     go_scope = {d.name for d in index.symbols_in_scope(_p("go/store/helpers.go"))}
     assert {"New", "Store", "DefaultSize", "emptyStore"} <= go_scope
+    assert ("repository", "module") in {(d.name, d.kind) for d in index.symbols_in_scope(_p("py/app/services.py"))}
+    go_members = [d.name for d in index.members_of(_p("go/main.go"), "store")]
+    assert go_members == ["Counter", "DefaultSize", "New", "Store"]  # exported names only
+    py_members = [(d.name, d.container, os.path.basename(d.path)) for d in index.members_of(_p("py/app/services.py"), "repository")]
+    assert py_members == [("load_user", "repository", "repository.py")]
+    assert index.members_of(_p("py/app/services.py"), "nothing") == []
 
 
 def test_update_file_breaks_and_restores_a_cycle(workspace):

@@ -22,6 +22,8 @@ absolute strings as given, never resolved through symlinks):
     index.symbols_in(path) -> list[Symbol(definition, children)]          # nested document symbols
     index.search(query, limit=200) -> list[Definition]                    # fuzzy subsequence, best first
     index.symbols_in_scope(path) -> list[Definition]                      # completion candidates
+    index.members_of(path, qualifier) -> list[Definition]   # completion after `qualifier.` (an imported
+        module's public names, container = qualifier)
     index.imports_of(path) -> list[(Import, Resolution)]; index.importers_of(path) -> list[str]
     index.import_cycles() -> list[tuple[path, ...]]    # a -> b -> c -> (a)
     index.cycle_of(path) -> CycleInfo(cycle, import_) | None   # import_ is the cycle-closing Import

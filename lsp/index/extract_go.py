@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .model import FileFacts, Import, ImportedName
+from .model import FileFacts, Import
 
 _TYPE_KINDS = {"struct_type": "struct", "interface_type": "interface"}
 
@@ -27,7 +27,7 @@ def _specs(node, spec_type: str):
             yield from _specs(child, spec_type)
 
 
-def _import(src, spec, statement) -> Import | None:
+def _import(src, spec) -> Import | None:
     path = spec.child_by_field_name("path")
     if path is None:
         return None
@@ -46,7 +46,7 @@ def collect(src, root, facts: FileFacts) -> None:
             facts.package = src.node_text(ident) if ident else ""
         elif kind == "import_declaration":
             for spec in _specs(node, "import_spec"):
-                imp = _import(src, spec, node)
+                imp = _import(src, spec)
                 if imp is not None:
                     facts.imports.append(imp)
         elif kind == "function_declaration":

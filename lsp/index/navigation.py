@@ -143,6 +143,31 @@ class Navigation:
                 best = d.container
         return best
 
+    def _add_exports(self, out: dict, target: str, binding: str) -> None:
+        """A module's public top-level names, as `binding.name` (container = the local binding)."""
+        module = self._files.get(target)
+        for d in module.facts.definitions if module else ():
+            if d.container or d.name.startswith("_") or (module.language == "go" and not d.name[:1].isupper()):
+                continue
+            out.setdefault((d.name, binding), d._replace(container=binding))
+
+    def members_of(self, path: str, qualifier: str) -> list[Definition]:
+        """Completion after `qualifier.` (or `qualifier::`) in `path`: the public top-level names
+        of the module(s) that `qualifier` is bound to by an import (Go: exported names only),
+        each with container = qualifier. Empty when `qualifier` is not an imported module."""
+        path = os.path.abspath(path)
+        with self._lock:
+            entry = self._files.get(path)
+            out: dict = {}
+            for imp, res in zip(entry.facts.imports if entry else (), self._resolutions.get(path, ())):
+                targets = res.targets if imp.binds == qualifier else ()
+                for imported in imp.names:
+                    if imported.local == qualifier:
+                        targets = [t for t in res.targets if self._module_name_matches(t, imported.name)]
+                for target in targets:
+                    self._add_exports(out, target, qualifier)
+            return sorted(out.values(), key=lambda d: d.name)
+
     def _through_module(self, path, entry, module_name: str, word: str) -> list[Definition]:
         for imp, res in zip(entry.facts.imports, self._resolutions.get(path, ())):
             bound = imp.binds or next((n.local for n in imp.names if n.local == module_name), "")
@@ -289,7 +314,10 @@ class Navigation:
                 for imported in imp.names:
                     defs = []
                     for target in res.targets:
-                        defs.extend(self._exported(target, imported.name))
+                        if self._module_name_matches(target, imported.name):
+                            defs.append(_module_definition(target, imported.name))
+                        else:
+                            defs.extend(self._exported(target, imported.name))
                     if defs:
                         d = defs[0]
                         out.setdefault((imported.local, ""), d._replace(name=imported.local))

@@ -126,7 +126,7 @@ class WorkspaceIndex(Navigation):
                 self._resolve_file(path)
                 if self._files[path].language == "rust":  # importers check names against this file
                     for importer in list(self._importers.get(path, ())):
-                        self._resolve_file(importer, recompute=False)
+                        self._resolve_file(importer)
                 if self._edges.get(path, set()) != old_edges:
                     self._recompute_cycles()
             return ""
@@ -221,10 +221,10 @@ class WorkspaceIndex(Navigation):
         self._importers = defaultdict(set)
         self._resolutions = {}
         for path in self._files:
-            self._resolve_file(path, recompute=False)
+            self._resolve_file(path)
         self._recompute_cycles()
 
-    def _resolve_file(self, path: str, recompute: bool = True) -> None:
+    def _resolve_file(self, path: str) -> None:
         entry = self._files[path]
         for old in self._resolutions.get(path, ()):
             for target in old.targets:
