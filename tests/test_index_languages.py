@@ -106,6 +106,7 @@ def test_columns_are_code_points_on_lines_with_emoji_and_cjk():
      "'(' was never closed"),
     ("python", "x = 1\ny = )\n", Range(1, 4, 1, 5), "unmatched ')'"),
     ("python", "def f(:\n    pass\n", Range(0, 6, 0, 6), "missing ')'"),
+    ("python", "class A:\n    def m(self)\n        return 1\n", Range(1, 4, 1, 7), "syntax error: unexpected 'def'"),
     ("typescript", "const a = 1;\nfunction f( { return 1 }\n", Range(1, 10, 1, 11), "'(' was never closed"),
     ("go", "package main\nfunc main() {\n  x := \n}\n", Range(2, 6, 2, 6), "missing 'identifier'"),
     ("rust", "fn main() { let x = ; }\n", Range(0, 18, 0, 19), "syntax error: unexpected '='"),

@@ -89,11 +89,26 @@ def _unbalanced(node):
     return None
 
 
+def _nested_error(node):
+    """The first ERROR node strictly inside `node` (pre-order), or None."""
+    stack = list(reversed(node.children))
+    while stack:
+        child = stack.pop()
+        if child.is_error:
+            return child
+        if child.has_error:
+            stack.extend(reversed(child.children))
+    return None
+
+
 def _error_site(src: Source, node) -> tuple[Range, str]:
     unbalanced = _unbalanced(node)
     if unbalanced is not None:
         token, message = unbalanced
         return src.range(token), message
+    nested = _nested_error(node)
+    if nested is not None:  # the parser recovered around an inner mistake: that one is closer
+        return _error_site(src, nested)
     token = _first_token(node)
     snippet = src.node_text(token).splitlines()[0][:40] if token.end_byte > token.start_byte else ""
     rng = src.range(token)

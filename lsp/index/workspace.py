@@ -179,8 +179,12 @@ class WorkspaceIndex(Navigation):
         if old is not None:
             self._remove_definitions(old.facts.definitions)
         previous = self._trees.pop(path, None)
-        facts, parsed = extract_with_tree(path, text, language, previous if old is not None else None)
-        self._trees[path] = parsed  # kept only for recently edited files, for incremental reparses
+        try:
+            facts, parsed = extract_with_tree(path, text, language, previous if old is not None else None)
+            self._trees[path] = parsed  # kept only for recently edited files, for incremental reparses
+        except Exception:  # e.g. absurdly deep nesting: keep the text, know nothing about it
+            log.exception("could not analyse %s; indexed as text only", path)
+            facts = FileFacts(language)
         while len(self._trees) > _TREES_KEPT:
             self._trees.pop(next(iter(self._trees)))
         self._files[path] = IndexedFile(language, text, facts)
