@@ -1,8 +1,10 @@
 """Attention of new tokens over (a) themselves, causally and densely, and (b) repository pages, dense or MSA-sparse.
 
 The repository part goes through the MSA ops (index_block_scores / summary_block_scores, topk_blocks,
-sparse_decode) of `kernels.ops`, which runs Triton on CUDA tensors and the pure-torch reference on CPU
-(override: kernels.ops.use_backend or MSA_KERNELS). The two parts are merged
+sparse_decode) of `kernels.ops` (Triton) on CUDA. On CPU it uses `shared_history_sparse` below, which computes
+the same selection and attention for a chunk of queries that share one repository history: scores as matmuls,
+one gather of the union of selected pages per chunk, instead of the reference's per-row loops (tested equal to
+kernels.reference). The two parts are merged
 by log-sum-exp. The repository pages are seen as history blocks 0..n-1 of a virtual sequence whose local block
 n is the always-empty page 0: the tail itself plays the local block and is attended outside the kernels.
 """
@@ -83,13 +85,12 @@ def attend_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal_st
 
 @dataclass
 class SelectionStats:
-    steps: int = 0
-    blocks: int = 0  # selected repository blocks, summed over sparse layers and groups
-    groups: int = 0  # (sparse layer, group) pairs counted
+    blocks: object = 0  # selected repository blocks, summed over sparse layers, groups and queries (tensor)
+    groups: int = 0  # (query, sparse layer, group) triples counted
 
     @property
     def mean_blocks(self) -> float:
-        return self.blocks / self.groups if self.groups else 0.0
+        return float(self.blocks) / self.groups if self.groups else 0.0
 
 
 @dataclass
@@ -101,6 +102,7 @@ class RepoAttention:
     sparse: bool
     top_k: int = 16
     summary_mode: str = "minmax"
+    use_kernels: bool | None = None  # None: kernels.ops on CUDA, shared_history_sparse elsewhere
     stats: SelectionStats = field(default_factory=SelectionStats)
 
     def __call__(self, layer: int, q: torch.Tensor, index_q: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,6 +113,13 @@ class RepoAttention:
             return torch.zeros(T, Hq, d, device=q.device), torch.full((T, Hq), float("-inf"), device=q.device)
         if not (self.sparse and pool.cfg.sparse_layers[layer]):
             return attend_dense(q, view.gather(pool.k[layer]), view.gather(pool.v[layer]))
+        if not (q.is_cuda if self.use_kernels is None else self.use_kernels):
+            use_index = index_q is not None and layer in pool.index_slot
+            out, lse, n_sel = shared_history_sparse(q, index_q if use_index else None, pool, layer, view, self.top_k,
+                                                    self.summary_mode)
+            self.stats.blocks = self.stats.blocks + n_sel
+            self.stats.groups += T * pool.cfg.num_kv_heads
+            return out, lse
         positions = torch.full((T,), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
         rows, seq_lens = ref.prefill_rows(view.block_table, positions)
         if index_q is not None and layer in pool.index_slot:
@@ -121,11 +130,81 @@ class RepoAttention:
                                                kmean=pool.kmean[layer], mode=self.summary_mode, page_lens=pool.page_lens)
         selected = _ops.topk_blocks(scores, seq_lens, self.top_k)
         selected = selected.masked_fill(selected == view.n_blocks, -1)  # the virtual local block is the tail
-        self.stats.blocks += int((selected >= 0).sum())
+        self.stats.blocks = self.stats.blocks + (selected >= 0).sum()  # stays on the device: no sync per layer
         self.stats.groups += selected.shape[0] * selected.shape[1]
         out, lse = _ops.sparse_decode(q, pool.k[layer], pool.v[layer], rows, seq_lens, selected,
                                       page_lens=pool.page_lens, return_lse=True)
         return out.float(), lse
+
+
+def _rows_per_chunk(per_row: int) -> int:
+    return max(1, (1 << 24) // max(1, per_row))
+
+
+def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, summary_mode: str) -> torch.Tensor:
+    """Block scores [T, Hkv, n] of every repository block for queries sharing the repository as history
+    (same values as kernels.reference index_block_scores / summary_block_scores)."""
+    T, Hq, d = q.shape
+    Hkv = pool.cfg.num_kv_heads
+    pages = view.pages
+    lens = pool.page_lens[pages].long()
+    empty = lens == 0
+    if index_q is not None:
+        keys = pool.index_k[pool.index_slot[layer]][pages].float()  # (n, PAGE, d_idx)
+        invalid = torch.arange(PAGE)[None, :] >= lens[:, None]  # (n, PAGE)
+        rows = _rows_per_chunk(Hkv * keys.shape[0] * PAGE)
+        out = []
+        for r in range(0, T, rows):
+            s = torch.einsum("thd,nsd->thns", index_q[r : r + rows].float(), keys)
+            out.append(s.masked_fill(invalid, float("-inf")).amax(-1))
+        scores = torch.cat(out)
+    else:
+        qg = q.float().view(T, Hkv, Hq // Hkv, d)
+        if summary_mode == "mean":
+            scores = torch.einsum("thd,nhd->thn", qg.sum(2), pool.kmean[layer][pages].float())
+        else:  # Quest bound: sum_d max(q*kmin, q*kmax) = q+ . kmax + q- . kmin (kmin <= kmax)
+            scores = torch.einsum("thgd,nhd->thn", qg.clamp(min=0), pool.kmax[layer][pages].float())
+            scores = scores + torch.einsum("thgd,nhd->thn", qg.clamp(max=0), pool.kmin[layer][pages].float())
+    return scores.masked_fill(empty, float("-inf"))
+
+
+def shared_history_sparse(q, index_q, pool: PagePool, layer: int, view: RepoView, top_k: int, summary_mode: str):
+    """MSA over the repository for queries q [T, Hq, d] whose history is the whole view: per query and group the
+    top (top_k - 1) blocks (the tail is the local block). Returns (out fp32 [T, Hq, d], lse [T, Hq], number of
+    selected blocks summed over queries and groups)."""
+    T, Hq, d = q.shape
+    Hkv, G, n = pool.cfg.num_kv_heads, Hq // pool.cfg.num_kv_heads, view.n_blocks
+    scores = shared_block_scores(q, index_q, pool, layer, view, summary_mode)  # (T, Hkv, n)
+    if n + 1 <= top_k:
+        selected = torch.arange(n).expand(T, Hkv, n)
+    else:
+        best = torch.sort(scores, dim=-1, descending=True, stable=True)
+        selected = best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
+    n_sel = int((selected >= 0).sum())
+    lens = pool.page_lens[view.pages].long()
+    scale = d**-0.5
+    outs, lses = [], []
+    for r in range(0, T, max(1, 64 // G)):
+        sel = selected[r : r + max(1, 64 // G)]  # (t, Hkv, k)
+        union = torch.unique(sel[sel >= 0])  # logical blocks read by this chunk
+        phys = view.pages[union]
+        K = pool.k[layer][phys].float().transpose(0, 1).flatten(1, 2)  # (Hkv, u*PAGE, d)
+        V = pool.v[layer][phys].float().transpose(0, 1).flatten(1, 2)
+        member = (sel[..., None] == union[None, None, None, :]).any(2)  # (t, Hkv, u)
+        slot_ok = (torch.arange(PAGE)[None, :] < lens[union][:, None]).flatten()  # (u*PAGE,)
+        visible = member.repeat_interleave(PAGE, dim=-1) & slot_ok  # (t, Hkv, u*PAGE)
+        qc = q[r : r + sel.shape[0]].float().view(-1, Hkv, G, d)
+        s = torch.einsum("thgd,hsd->thgs", qc, K) * scale
+        s = s.masked_fill(~visible[:, :, None, :], float("-inf"))
+        m = s.amax(-1, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        p = torch.exp(s - m)
+        den = p.sum(-1)
+        o = torch.einsum("thgs,hsd->thgd", p, V) / den.clamp_min(1e-30)[..., None]
+        lse = torch.where(den > 0, m.squeeze(-1) + torch.log(den.clamp_min(1e-30)), torch.full_like(den, float("-inf")))
+        outs.append(o.reshape(-1, Hq, d))
+        lses.append(lse.reshape(-1, Hq))
+    return torch.cat(outs), torch.cat(lses), n_sel
 
 
 def merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

@@ -38,6 +38,9 @@ class ModelConfig:
     sparse_layers: tuple[bool, ...] = ()  # per layer: True = MSA-sparse attention, False = dense
     topk_blocks: int = 16
     block_size: int = 128
+    # parallel layout the checkpoint was trained with (0 = not given): segment cap and tail offset after the prefix
+    segment_cap: int = 0
+    tail_offset: int = 0
 
     @property
     def has_index_branch(self) -> bool:
@@ -113,6 +116,8 @@ def from_dict(raw: dict, *, dense_layers: int | None = None) -> ModelConfig:
         sparse_layers=sparse,
         topk_blocks=int(sparse_cfg.get("sparse_topk_blocks", 16)),
         block_size=int(sparse_cfg.get("sparse_block_size", 128)),
+        segment_cap=int((raw.get("parallel_layout_config") or {}).get("segment_cap_tokens", 0)),
+        tail_offset=int((raw.get("parallel_layout_config") or {}).get("tail_position_offset", 0)),
     )
 
 

@@ -114,14 +114,15 @@ class Engine:
         window = self.cfg.window
         prefix_text = self.fim.repo_prefix(repo_name)
         prefix_len = len(self.tok.encode(prefix_text))
-        cap = segment_cap or max(256, min(int(0.75 * window), window - prefix_len - 256))
-        self.tail_budget = max(256, window - prefix_len - cap)
+        cap = segment_cap or self.cfg.segment_cap or max(256, min(int(0.75 * window), window - prefix_len - 256))
+        tail_offset = self.cfg.tail_offset if (self.cfg.tail_offset and not segment_cap) else cap
+        self.tail_budget = max(256, window - prefix_len - tail_offset)
         needs_summaries = any(s for s in self.cfg.sparse_layers) and not self.cfg.has_index_branch
         self.pool = PagePool(self.cfg, self.device, self.dtype, summaries=needs_summaries)
         self.store = SegmentStore(self.pool, device_max_bytes=device_max_bytes, host_max_bytes=host_max_bytes)
         disk = DiskCache(cache_dir, fingerprint=self.fingerprint, max_bytes=cache_max_bytes) if cache_dir else None
         self.repo = RepoCache(self.model, self.tok, self.pool, self.store, layout=layout, prefix_text=prefix_text,
-                              header=self.fim.file_header, cap=cap, fingerprint=self.fingerprint, disk=disk)
+                              header=self.fim.file_header, cap=cap, tail_offset=tail_offset, fingerprint=self.fingerprint, disk=disk)
         self.disk = disk
         self.stop_ids = {i for i in (self.tok.special(s) for s in self.fim.stops) if i is not None}
         self._tail: _Tail | None = None

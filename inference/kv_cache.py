@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from inference.config import ModelConfig
+from kernels import ops
 from kernels import reference as ref
 
 PAGE = ref.PAGE
@@ -117,7 +118,7 @@ class PagePool:
         self.page_lens[ids] = torch.tensor(lens, device=self.device, dtype=torch.int32)
         if self.summaries:
             for layer in range(self.cfg.num_layers):
-                ref.write_page_summaries(self.k[layer], self.kmin[layer], self.kmax[layer], self.kmean[layer],
+                ops.write_page_summaries(self.k[layer], self.kmin[layer], self.kmax[layer], self.kmean[layer],
                                          ids, self.page_lens[ids])
 
     def export(self, pages: list[int]) -> dict[str, torch.Tensor]:

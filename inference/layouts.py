@@ -82,8 +82,8 @@ def plan(layout: str, files: list[tuple[str, list[int], list[int], str]], *, pre
     return out
 
 
-def tail_position(layout: str, parts: list[Part], *, prefix_len: int, cap: int) -> int:
-    """First position of the live tail."""
+def tail_position(layout: str, parts: list[Part], *, prefix_len: int, tail_offset: int) -> int:
+    """First position of the live tail (parallel: P_T = prefix_len + tail_offset, the offset being the cap)."""
     if layout == "parallel":
-        return prefix_len + cap
+        return prefix_len + tail_offset
     return max([prefix_len] + [p.start_pos + len(p.tokens) for p in parts])

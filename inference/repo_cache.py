@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 
 class RepoCache:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, pool: PagePool, store: SegmentStore, *,
-                 layout: str, prefix_text: str, header, cap: int, fingerprint: str, disk: DiskCache | None):
+                 layout: str, prefix_text: str, header, cap: int, tail_offset: int, fingerprint: str, disk: DiskCache | None):
         if layout not in layouts.LAYOUTS:
             raise ValueError(f"layout must be one of {layouts.LAYOUTS}, got {layout!r}")
         self.model, self.tok, self.pool, self.store, self.disk = model, tokenizer, pool, store, disk
-        self.layout, self.header, self.cap = layout, header, cap
+        self.layout, self.header, self.cap, self.tail_offset = layout, header, cap, tail_offset
         self.prefix_ids = tokenizer.encode(prefix_text)
         self.layout_key = layouts.text_key(layout, fingerprint, prefix_text, str(cap) if layout == "parallel" else "")
         self.files: OrderedDict[str, str] = OrderedDict()  # path -> text, sync order (edited files move last)
@@ -143,4 +143,4 @@ class RepoCache:
         return self._views[cache_key]
 
     def tail_position(self) -> int:
-        return layouts.tail_position(self.layout, self.parts, prefix_len=self.prefix_len, cap=self.cap)
+        return layouts.tail_position(self.layout, self.parts, prefix_len=self.prefix_len, tail_offset=self.tail_offset)
