@@ -48,6 +48,15 @@ local function wait_index_ready()
   end)
 end
 
+local function wait_worker_ready()
+  local status = require("msa_lsp.status")
+  wait_until(90000, "msa/status with the worker ready", function()
+    local w = status.latest and status.latest.worker
+    if w and w.state == "error" then error("worker error: " .. (w.message or ""), 0) end
+    return w and w.state == "ready"
+  end)
+end
+
 local function buffer_text(buf)
   return table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), "\n")
 end
@@ -118,6 +127,7 @@ function scenarios.inline(result)
   wait_index_ready()
   result.supports_inline = client:supports_method("textDocument/inlineCompletion", buf)
   if not result.supports_inline then error("the server does not offer textDocument/inlineCompletion", 0) end
+  wait_worker_ready()
   vim.api.nvim_win_set_cursor(0, { spec.line + 1, 0 })
   vim.api.nvim_input("A" .. spec.type)
   local ns = require("msa_lsp.inline").namespace
@@ -140,6 +150,53 @@ function scenarios.inline(result)
   result.cursor_after = vim.api.nvim_win_get_cursor(0)
   result.buffer_after = buffer_text(buf)
   result.mode = vim.api.nvim_get_mode().mode
+end
+
+--- Records the inlineCompletion requests the plugin sends and the ones it cancels.
+local function spy(client)
+  local seen = { requests = 0, ids = {}, characters = {}, cancelled = {} }
+  local request, cancel_request = client.request, client.cancel_request
+  client.request = function(self, method, params, handler, bufnr)
+    local ok, id = request(self, method, params, handler, bufnr)
+    if method == "textDocument/inlineCompletion" then
+      seen.requests = seen.requests + 1
+      table.insert(seen.ids, id)
+      table.insert(seen.characters, params.position.character)
+    end
+    return ok, id
+  end
+  client.cancel_request = function(self, id)
+    table.insert(seen.cancelled, id)
+    return cancel_request(self, id)
+  end
+  return seen, function() client.request, client.cancel_request = request, cancel_request end
+end
+
+function scenarios.debounce(result)
+  local buf, client = open(spec.file)
+  wait_index_ready()
+  wait_worker_ready()
+  vim.api.nvim_win_set_cursor(0, { spec.line + 1, 0 })
+  vim.api.nvim_input("A")
+  sleep(100)
+  local burst, restore = spy(client)
+  for _, key in ipairs({ "a", "b", "c", "d", "e" }) do
+    vim.api.nvim_input(key)
+    sleep(5)
+  end
+  sleep(300)
+  restore()
+  result.burst = { requests = burst.requests, last_character = burst.characters[#burst.characters] }
+  -- let the burst's request finish, then type once, wait past the client debounce (30 ms) but not
+  -- past the server's (150 ms), so the request is in flight when the next key comes
+  wait_until(60000, "the burst's answer", function() return require("msa_lsp.inline").visible(buf) end)
+  local overlap, restore2 = spy(client)
+  vim.api.nvim_input("x")
+  wait_until(2000, "the first request", function() return overlap.requests == 1 end)
+  vim.api.nvim_input("y")
+  wait_until(2000, "the second request", function() return overlap.requests == 2 end)
+  restore2()
+  result.overlap = overlap
 end
 
 local function finish(ok, result)

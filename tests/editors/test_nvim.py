@@ -85,3 +85,40 @@ def test_ghost_text_appears_and_tab_accepts_it(tmp_path, workspace, tiny_model):
     last = result["lines_after"][-1]
     assert result["cursor_after"] == [5 + len(ghost["virt_lines"]), len(last.encode())], "cursor ends after the text"
     assert result["mode"] == "i"
+
+
+def test_setup_table_has_exactly_the_server_settings(tmp_path):
+    from lsp.options import SETTING_KEYS
+
+    script = tmp_path / "keys.lua"
+    script.write_text(
+        f"vim.opt.runtimepath:prepend({json.dumps(str(NVIM_PLUGIN))})\n"
+        "local s = require('msa_lsp.settings')\n"
+        "local out = {}\n"
+        "for _, key in ipairs(s.keys()) do\n"
+        "  local node = s.defaults\n"
+        "  for part in key:gmatch('[^.]+') do if part ~= 'msa' then node = node[part] end end\n"
+        "  out[key] = node\n"
+        "end\n"
+        "local ok, err = pcall(s.merge, { worker = { adress = 'x' } })\n"
+        "io.stdout:write(vim.json.encode({ defaults = out, typo = err }))\n")
+    proc = subprocess.run([str(NVIM), "--clean", "--headless", "-l", str(script)], capture_output=True, text=True,
+                          timeout=30, env=isolated_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    expected = {key.name: key.default for key in SETTING_KEYS}
+    assert sorted(seen["defaults"]) == sorted(expected)
+    for name, default in expected.items():
+        assert seen["defaults"][name] == default, name
+    assert seen["typo"] == "msa_lsp: unknown setting msa.worker.adress"
+
+
+def test_typing_debounces_and_cancels_the_previous_request(tmp_path, workspace, tiny_model):
+    result = run_scenario(tmp_path, workspace, "debounce", timeout=150, file="app.py", line=4,
+                          settings={"model": str(tiny_model)})
+    # five keys 5 ms apart with a 30 ms debounce: one request, for the text after the last key
+    assert result["burst"]["requests"] == 1, result
+    assert result["burst"]["last_character"] == len("    return area(2, 3)abcde")
+    # a key typed while a request is in flight cancels it before the next one goes out
+    assert result["overlap"]["requests"] == 2, result
+    assert result["overlap"]["cancelled"] == [result["overlap"]["ids"][0]], result

@@ -124,8 +124,9 @@ function M.request(bufnr)
   s.anchor = { row = cursor[1] - 1, col = cursor[2], tick = vim.b[bufnr].changedtick }
   local params = vim.lsp.util.make_position_params(win, client.offset_encoding)
   params.context = { triggerKind = 2 } -- Automatic
-  local ok, id = client:request(METHOD, params, function(err, result, ctx)
-    if s.request_id == ctx.request_id then s.request_id = nil end
+  local ok, id
+  ok, id = client:request(METHOD, params, function(err, result)
+    if s.request_id == id then s.request_id = nil end
     if err then
       if err.code ~= -32800 then -- RequestCancelled is expected while typing
         vim.notify(("msa_lsp: inline completion failed: %s"):format(err.message), vim.log.levels.WARN)
