@@ -1,10 +1,10 @@
 """Triton top-k block selection per GQA group: exact fp32 order, ties to the lower block id, local block last.
 
 Every candidate score becomes one int64 key (order-preserving float bits in the high word, the complement of
-the block id in the low word), so each pick is a single max-reduction and ties go to the lower id. Two
-stages: programs over chunks of the row each keep their chunk's best (k - sinks - locals) keys (small
-programs, warp-level reductions, many in parallel); one program per (row, group) merges those candidates and
-lays out sinks, history and local blocks. Semantics: `kernels.reference.topk_blocks`. Not here: scoring.
+the block id in the low word), so each pick is a single max-reduction and ties go to the lower id. One
+launch: programs over chunks of a row each keep their chunk's best (k - sinks - locals) keys; the program that
+finishes last for its (row, group) (an atomic arrival counter) merges those candidates and lays out sinks,
+history and local blocks. Semantics: `kernels.reference.topk_blocks`. Not here: scoring.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.counters import arrival_counters
+
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
-_LOWEST = -9223372036854775807 - 1  # int64 min: "no candidate"
 
 
 @triton.jit
@@ -28,12 +29,14 @@ def _pack(s, blk):
 
 
 @triton.jit
-def _chunk_topk_kernel(
-    s_ptr, seq_ptr, cand_ptr,
-    H, NB,
-    s_sb, s_sh, s_cb, s_ch, s_cc,
-    CH: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr,
+def _topk_kernel(
+    s_ptr, seq_ptr, cand_ptr, cnt_ptr, out_ptr,
+    H, NB, NCH,
+    s_sb, s_sh, s_cb, s_ch, s_cc, s_ob, s_oh,
+    CH: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
+    K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr,
 ):
+    """Program (row*H + group, chunk): the chunk's best NP keys; the last chunk to finish merges them all."""
     row = tl.program_id(0) // H
     h = tl.program_id(0) % H
     c = tl.program_id(1)
@@ -49,41 +52,32 @@ def _chunk_topk_kernel(
         best = tl.max(packed, axis=0)
         res = tl.where(slot == i, best, res)
         packed = tl.where(packed == best, -9223372036854775807 - 1, packed)
-    tl.store(cand_ptr + row * s_cb + h * s_ch + c * s_cc + slot, res)
+    cand_row = cand_ptr + row * s_cb + h * s_ch
+    tl.store(cand_row + c * s_cc + slot, res)
+    tl.debug_barrier()
+    ticket = tl.atomic_add(cnt_ptr + tl.program_id(0), 1, sem="acq_rel", scope="gpu")
+    if ticket == NCH - 1:
+        idx = tl.arange(0, NC_PAD * NP_PAD)
+        cc = idx // NP_PAD
+        cands = tl.load(cand_row + cc * s_cc + idx % NP_PAD, mask=cc < NCH, other=-9223372036854775807 - 1, cache_modifier=".cg")
+        kslot = tl.arange(0, K_PAD)
+        out = tl.where(kslot < SINK, kslot, -1)
+        n_valid = 0
+        for i in tl.static_range(NP):
+            top = tl.max(cands, axis=0)
+            found = top != -9223372036854775807 - 1
+            pick = (2147483647 - (top - ((top >> 32) << 32))).to(tl.int32)
+            out = tl.where(kslot == SINK + i, tl.where(found, pick, -1), out)
+            n_valid += found.to(tl.int32)
+            cands = tl.where(cands == top, -9223372036854775807 - 1, cands)
+        for j in tl.static_range(LOCAL):
+            out = tl.where(kslot == SINK + n_valid + j, L - LOCAL + 1 + j, out)
+        out = tl.where(L + 1 <= K, tl.where(kslot <= L, kslot, -1), out)
+        tl.store(out_ptr + row * s_ob + h * s_oh + kslot, out, mask=kslot < K)
+        tl.store(cnt_ptr + tl.program_id(0), 0)
 
 
-@triton.jit
-def _merge_topk_kernel(
-    cand_ptr, seq_ptr, out_ptr,
-    H, NCH,
-    s_cb, s_ch, s_cc, s_ob, s_oh,
-    K: tl.constexpr, K_PAD: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
-    LOCAL: tl.constexpr, SINK: tl.constexpr,
-):
-    row = tl.program_id(0) // H
-    h = tl.program_id(0) % H
-    seq = tl.load(seq_ptr + row)
-    L = tl.where(seq > 0, (seq - 1) // PAGE_C, -1)
-    idx = tl.arange(0, NC_PAD * NP_PAD)
-    c = idx // NP_PAD
-    packed = tl.load(cand_ptr + row * s_cb + h * s_ch + c * s_cc + idx % NP_PAD, mask=c < NCH, other=-9223372036854775807 - 1)
-    slot = tl.arange(0, K_PAD)
-    out = tl.where(slot < SINK, slot, -1)
-    n_valid = 0
-    for i in tl.static_range(NP):
-        best = tl.max(packed, axis=0)
-        ok = best != -9223372036854775807 - 1
-        pick = (2147483647 - (best - ((best >> 32) << 32))).to(tl.int32)
-        out = tl.where(slot == SINK + i, tl.where(ok, pick, -1), out)
-        n_valid += ok.to(tl.int32)
-        packed = tl.where(packed == best, -9223372036854775807 - 1, packed)
-    for j in tl.static_range(LOCAL):
-        out = tl.where(slot == SINK + n_valid + j, L - LOCAL + 1 + j, out)
-    out = tl.where(L + 1 <= K, tl.where(slot <= L, slot, -1), out)
-    tl.store(out_ptr + row * s_ob + h * s_oh + slot, out, mask=slot < K)
-
-
-def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=512, num_warps=1, merge_warps=1):
+def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=512, num_warps=4):
     """Triton version of `reference.topk_blocks`: scores fp32 [B, Hkv, max_blocks] -> int32 [B, Hkv, k]."""
     B, H, NB = scores.shape
     assert scores.dtype == torch.float32 and scores.stride(2) == 1
@@ -92,22 +86,14 @@ def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=
     np_pad = triton.next_power_of_2(max(n_pick, 1))
     chunk = min(chunk, triton.next_power_of_2(max(NB, 16)))
     n_chunks = triton.cdiv(NB, chunk)
-    seq = seq_lens.to(torch.int32)
     cand = torch.empty(B, H, n_chunks, np_pad, device=scores.device, dtype=torch.int64)
     out = torch.empty(B, H, k, device=scores.device, dtype=torch.int32)
-    _chunk_topk_kernel[(B * H, n_chunks)](
-        scores, seq, cand,
-        H, NB,
-        scores.stride(0), scores.stride(1), cand.stride(0), cand.stride(1), cand.stride(2),
-        CH=chunk, NP=n_pick, NP_PAD=np_pad, LOCAL=local_blocks, SINK=sink_blocks,
+    _topk_kernel[(B * H, n_chunks)](
+        scores, seq_lens.to(torch.int32), cand, arrival_counters(scores.device, B * H), out,
+        H, NB, n_chunks,
+        scores.stride(0), scores.stride(1), cand.stride(0), cand.stride(1), cand.stride(2), out.stride(0), out.stride(1),
+        CH=chunk, NP=n_pick, NP_PAD=np_pad, NC_PAD=triton.next_power_of_2(n_chunks),
+        K=k, K_PAD=triton.next_power_of_2(k), LOCAL=local_blocks, SINK=sink_blocks,
         num_warps=num_warps,
-    )
-    _merge_topk_kernel[(B * H,)](
-        cand, seq, out,
-        H, n_chunks,
-        cand.stride(0), cand.stride(1), cand.stride(2), out.stride(0), out.stride(1),
-        K=k, K_PAD=triton.next_power_of_2(k), NP=n_pick, NP_PAD=np_pad, NC_PAD=triton.next_power_of_2(n_chunks),
-        LOCAL=local_blocks, SINK=sink_blocks,
-        num_warps=merge_warps,
     )
     return out
