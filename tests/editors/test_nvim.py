@@ -122,3 +122,37 @@ def test_typing_debounces_and_cancels_the_previous_request(tmp_path, workspace, 
     # a key typed while a request is in flight cancels it before the next one goes out
     assert result["overlap"]["requests"] == 2, result
     assert result["overlap"]["cancelled"] == [result["overlap"]["ids"][0]], result
+
+
+def test_statusline_text_for_each_state(tmp_path):
+    statuses = {
+        "ready": {"index": {"state": "ready", "files": 120, "done": 120},
+                  "worker": {"state": "ready", "message": "", "model": "/models/qwen2.5-coder/"},
+                  "cache": {"segments": 130, "tokens": 250000, "filled": 30}},
+        "indexing": {"index": {"state": "indexing", "files": 400, "done": 37},
+                     "worker": {"state": "starting", "message": "", "model": ""},
+                     "cache": {"segments": 0, "tokens": 0, "filled": 0}},
+        "off": {"index": {"state": "ready", "files": 3, "done": 3}, "worker": {"state": "off", "message": "", "model": ""},
+                "cache": {"segments": 0, "tokens": 0, "filled": 0}},
+    }
+    script = tmp_path / "status.lua"
+    script.write_text(
+        f"vim.opt.runtimepath:prepend({json.dumps(str(NVIM_PLUGIN))})\n"
+        "local status = require('msa_lsp.status')\n"
+        f"local cases = vim.json.decode({json.dumps(json.dumps(statuses))})\n"
+        "local out = {}\n"
+        "for name, s in pairs(cases) do out[name] = status.format(s) end\n"
+        "status.handler(nil, { index = 'bad' }, {})\n"
+        "out.after_malformed = tostring(status.latest)\n"
+        "status.handler(nil, cases.off, { client_id = 1 })\n"
+        "out.latest = require('msa_lsp').statusline()\n"
+        "io.stdout:write(vim.json.encode(out))\n")
+    proc = subprocess.run([str(NVIM), "--clean", "--headless", "-l", str(script)], capture_output=True, text=True,
+                          timeout=30, env=isolated_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["ready"] == "msa: 120 files · cache 25% · qwen2.5-coder"
+    assert seen["indexing"] == "msa: indexing 37/400 · worker starting"
+    assert seen["off"] == "msa: 3 files · no worker"
+    assert seen["after_malformed"] == "nil"
+    assert seen["latest"] == "msa: 3 files · no worker"

@@ -18,12 +18,16 @@ export interface StatusView {
   severity: Severity;
 }
 
-/** Percentage of repository segments whose KV is in the cache, or undefined when there are none. */
-export function cacheFillPercent(cache: MsaStatus['cache']): number | undefined {
-  if (!cache || !(cache.segments > 0)) {
+/**
+ * Share of the workspace's indexed files whose text the worker's KV cache holds (`cache.filled`
+ * counts files synced to the worker), or undefined before anything is indexed.
+ */
+export function cacheFillPercent(status: Pick<MsaStatus, 'index' | 'cache'>): number | undefined {
+  const files = status.index?.files;
+  if (!status.cache || !(files > 0)) {
     return undefined;
   }
-  const ratio = Math.min(Math.max(cache.filled / cache.segments, 0), 1);
+  const ratio = Math.min(Math.max(status.cache.filled / files, 0), 1);
   return Math.floor(ratio * 100);
 }
 
@@ -66,7 +70,7 @@ export function describeStatus(status: MsaStatus): StatusView {
     parts.push(`${index.files} files`);
   }
 
-  const fill = cacheFillPercent(cache);
+  const fill = cacheFillPercent(status);
   switch (worker.state) {
     case 'ready':
       if (fill !== undefined) parts.push(`cache ${fill}%`);
@@ -98,9 +102,8 @@ export function describeStatus(status: MsaStatus): StatusView {
     `Index: ${index.state} (${index.done}/${index.files} files)`,
     `Worker: ${worker.state}${worker.message ? ` — ${worker.message}` : ''}`,
     `Model: ${worker.model || '(none)'}`,
-    `Cache: ${cache.filled}/${cache.segments} segments` +
-      (fill !== undefined ? ` (${fill}%)` : '') +
-      `, ${formatCount(cache.tokens)} tokens`,
+    `Cache: ${cache.filled}/${index.files} files` + (fill !== undefined ? ` (${fill}%)` : '') +
+      `, ${cache.segments} segments, ${formatCount(cache.tokens)} tokens`,
   ].join('\n');
 
   return { text: `${icon} msa: ${parts.join(' · ')}`, tooltip, severity };

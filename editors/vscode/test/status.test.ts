@@ -14,7 +14,7 @@ test('ready: files, cache fill and model name', () => {
   const view = describeStatus(status());
   assert.equal(view.text, '$(check) msa: 120 files · cache 25% · qwen2.5-coder-1.5b');
   assert.equal(view.severity, 'ok');
-  assert.match(view.tooltip, /Cache: 30\/120 segments \(25%\), 250k tokens/);
+  assert.match(view.tooltip, /Cache: 30\/120 files \(25%\), 120 segments, 250k tokens/);
   assert.match(view.tooltip, /Model: \/models\/qwen2.5-coder-1.5b/);
 });
 
@@ -38,11 +38,13 @@ test('index error wins over worker state', () => {
   assert.match(view.text, /^\$\(error\) msa: index error · worker error$/);
 });
 
-test('cache fill percent is clamped and absent without segments', () => {
-  assert.equal(cacheFillPercent({ segments: 0, tokens: 0, filled: 0 }), undefined);
-  assert.equal(cacheFillPercent({ segments: 3, tokens: 10, filled: 2 }), 66);
-  assert.equal(cacheFillPercent({ segments: 3, tokens: 10, filled: 9 }), 100);
-  assert.equal(describeStatus(status({ cache: { segments: 0, filled: 0 } })).text, '$(check) msa: 120 files · qwen2.5-coder-1.5b');
+test('cache fill is the share of indexed files in the cache, clamped, absent without files', () => {
+  const cache = (filled: number) => ({ segments: 3, tokens: 10, filled });
+  assert.equal(cacheFillPercent({ index: { state: 'ready', files: 0, done: 0 }, cache: cache(0) }), undefined);
+  assert.equal(cacheFillPercent({ index: { state: 'ready', files: 3, done: 3 }, cache: cache(2) }), 66);
+  assert.equal(cacheFillPercent({ index: { state: 'ready', files: 3, done: 3 }, cache: cache(9) }), 100);
+  assert.equal(describeStatus(status({ index: { files: 0, done: 0 }, cache: { segments: 0, filled: 0 } })).text,
+    '$(check) msa: 0 files · qwen2.5-coder-1.5b');
 });
 
 test('validateStatus rejects malformed notifications', () => {

@@ -9,11 +9,14 @@ local function short_model(model)
   return (model or ""):match("([^/\\]+)[/\\]*$") or model or ""
 end
 
-function M.cache_fill_percent(cache)
-  if type(cache) ~= "table" or type(cache.segments) ~= "number" or cache.segments <= 0 then
+--- Share of the indexed files whose text the worker's KV cache holds (cache.filled counts files
+--- synced to the worker); nil before anything is indexed.
+function M.cache_fill_percent(status)
+  local files = status.index and status.index.files
+  if type(status.cache) ~= "table" or type(files) ~= "number" or files <= 0 then
     return nil
   end
-  return math.floor(math.max(0, math.min(1, cache.filled / cache.segments)) * 100)
+  return math.floor(math.max(0, math.min(1, (status.cache.filled or 0) / files)) * 100)
 end
 
 --- A one-line summary, e.g. "msa: 120 files · cache 25% · qwen" or "msa: indexing 3/40".
@@ -31,7 +34,7 @@ function M.format(status)
     table.insert(parts, ("%d files"):format(index.files or 0))
   end
   if worker.state == "ready" then
-    local fill = M.cache_fill_percent(status.cache)
+    local fill = M.cache_fill_percent(status)
     if fill then table.insert(parts, ("cache %d%%"):format(fill)) end
     if worker.model and worker.model ~= "" then table.insert(parts, short_model(worker.model)) end
   elseif worker.state == "off" then
