@@ -281,3 +281,28 @@ def test_file_removed_while_the_index_builds_stays_removed(tmp_path):
     index.build(progress=remove_b_after_parsing, workers=1)
     assert [os.path.basename(p) for p in index.files] == ["a.py", "c.py"]
     assert not index.definitions("NAME") or all(not d.path.endswith("b.py") for d in index.definitions("NAME"))
+
+
+@pytest.mark.parametrize("rel, text, cursor_line, needle, bound_at, references", [
+    ("py/app/locals_demo.py",
+     "name = 'module'\n\n\ndef greet(name, times=1):\n    self_name = name\n    obj.name = name\n    call(name=name)\n"
+     "    for i, name in enumerate([]):\n        pass\n    return name * times\n\n\ndef other():\n    return name\n",
+     9, "name *", (3, 10), [(3, 10), (4, 16), (5, 15), (6, 14), (7, 11), (9, 11)]),
+    ("ts/src/locals_demo.ts",
+     "const total = 0;\nexport function sum(values: number[]) {\n  let total = 0;\n  for (const v of values) { total += v; }\n"
+     "  return { total };\n}\n",
+     3, "total +=", (2, 6), [(2, 6), (3, 28), (4, 11)]),
+    ("go/store/locals_demo.go",
+     "package store\n\nfunc count(items []int) int {\n\tn := 0\n\tfor _, it := range items {\n\t\tn += it\n\t}\n\treturn n\n}\n",
+     5, "n +=", (3, 1), [(3, 1), (5, 2), (7, 8)]),
+])
+def test_locals_stay_inside_their_function(workspace, rel, text, cursor_line, needle, bound_at, references):
+    index, root = workspace
+    path = str(root / rel)
+    assert index.update_file(path, text) == ""
+    col = text.split("\n")[cursor_line].index(needle)
+    [definition] = index.definition_at(path, cursor_line, col)
+    assert (definition.kind, definition.name_range[:2]) == ("variable", bound_at)
+    found = [loc.range[:2] for loc in index.references(path, cursor_line, col)]
+    assert found == references
+    assert all(loc.path == path for loc in index.references_to(definition))

@@ -12,6 +12,7 @@ import re
 from typing import NamedTuple
 
 from .extract import identifiers
+from .local_names import local_bindings, local_references
 from .model import Definition, Range
 
 _WORD = re.compile(r"[\w$]+")
@@ -118,6 +119,11 @@ class Navigation:
                         return own
                 if members:
                     return sorted(members)
+            function = self._enclosing_function(entry, line, col)
+            if function is not None and not function.name_range.contains(line, col):
+                bindings = local_bindings(path, entry.text, entry.language, function.full_range, word)
+                if bindings:  # a parameter or local variable: its scope is the function
+                    return [Definition(path, word, "variable", function.name, bindings[0], function.full_range)]
             local = [d for d in entry.facts.definitions if d.name == word]
             if local:
                 return [local[0]] if any(d.name_range == rng for d in local) else sorted(local)[:1]
@@ -133,6 +139,20 @@ class Navigation:
             if len({(d.path, d.name_range) for d in candidates}) == 1:
                 return [candidates[0]]
             return []
+
+    @staticmethod
+    def _enclosing_function(entry, line: int, col: int) -> Definition | None:
+        """The innermost indexed function or method whose text holds the position."""
+        best = None
+        for d in entry.facts.definitions:
+            if d.kind in ("function", "method") and d.full_range.contains(line, col):
+                if best is None or d.full_range[:2] >= best.full_range[:2]:
+                    best = d
+        return best
+
+    def _is_local(self, definition: Definition) -> bool:
+        entry = self._files.get(definition.path)
+        return bool(definition.container) and entry is not None and definition not in entry.facts.definitions
 
     @staticmethod
     def _enclosing_type(entry, line: int) -> str:
@@ -201,6 +221,10 @@ class Navigation:
         through re-exports, or as a qualified `module.name`), plus same-package Go files."""
         with self._lock:
             name = definition.name
+            if self._is_local(definition):  # a local variable: only inside its function
+                entry = self._files[definition.path]
+                return [Location(definition.path, rng) for rng in
+                        local_references(definition.path, entry.text, entry.language, definition.full_range, name)]
             full_files = {definition.path}
             qualified_files: set[str] = set()
             frontier = [definition.path]
