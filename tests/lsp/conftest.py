@@ -41,9 +41,10 @@ class Events:
             if not future.done() and predicate(params):
                 future.set_result(params)
 
-    async def diagnostics_where(self, predicate) -> types.PublishDiagnosticsParams:
-        """The first publishDiagnostics (already received or coming) matching `predicate`."""
-        for params in self.published:
+    async def diagnostics_where(self, predicate, since: int = 0) -> types.PublishDiagnosticsParams:
+        """The first publishDiagnostics matching `predicate` among those received from index `since` on
+        (already here or still to come)."""
+        for params in self.published[since:]:
             if predicate(params):
                 return params
         future = asyncio.get_running_loop().create_future()
@@ -99,10 +100,25 @@ async def client(request, lsp_client: LanguageClient, tmp_path):
     await lsp_client.shutdown_session()
 
 
-@pytest_lsp.fixture(params=PROFILES, config=ClientServerConfig(server_command=SERVER_COMMAND))
-async def multi_client(request, lsp_client: LanguageClient, tmp_path):
+# Read-only tests share one session per module and profile (they must not edit files or buffers);
+# such tests run on the module's event loop: mark them with SHARED.
+SHARED = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_lsp.fixture(params=PROFILES, scope="module", config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def shared_client(request, lsp_client: LanguageClient, tmp_path_factory):
+    root = copy_fixture("workspace", tmp_path_factory.mktemp("shared"))
+    lsp_client.root = root
+    lsp_client.profile = request.param
+    await start_session(lsp_client, request.param, root)
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(params=PROFILES, scope="module", config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def multi_client(request, lsp_client: LanguageClient, tmp_path_factory):
     """A session on a copy of tests/fixtures/multi (Python, TS, Go, Rust, ignored/secret/binary files)."""
-    root = copy_fixture("multi", tmp_path, SHARED_FIXTURES)
+    root = copy_fixture("multi", tmp_path_factory.mktemp("multi"), SHARED_FIXTURES)
     lsp_client.root = root
     lsp_client.profile = request.param
     await start_session(lsp_client, request.param, root)

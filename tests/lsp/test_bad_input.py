@@ -13,7 +13,7 @@ from pygls.exceptions import JsonRpcException
 
 from pytest_lsp import ClientServerConfig
 
-from tests.lsp.conftest import PROFILES, SERVER_COMMAND, at, open_file, start_session, uri
+from tests.lsp.conftest import PROFILES, SERVER_COMMAND, SHARED, at, open_file, start_session, uri
 
 
 def _frame(body: bytes) -> bytes:
@@ -109,7 +109,9 @@ async def test_stale_version_change_is_applied_and_published(client):
     assert [d.code for d in published.diagnostics] == ["unresolved-import"]
 
 
-async def test_unknown_method_gets_method_not_found(client):
+@SHARED
+async def test_unknown_method_gets_method_not_found(shared_client):
+    client = shared_client
     with pytest.raises(JsonRpcException, match="Method Not Found"):
         await client.protocol.send_request_async("msa/doesNotExist", {})
     assert await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User"))

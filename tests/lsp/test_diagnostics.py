@@ -2,7 +2,7 @@
 
 from lsprotocol import types
 
-from tests.lsp.conftest import open_file, uri
+from tests.lsp.conftest import SHARED, open_file, uri
 
 
 def _codes(client, relative):
@@ -17,7 +17,9 @@ def _change(client, doc_uri, version, start, end, text):
                               end=types.Position(line=end[0], character=end[1])), text=text)]))
 
 
-async def test_first_index_publishes_every_kind(client):
+@SHARED
+async def test_first_index_publishes_every_kind(shared_client):
+    client = shared_client
     assert _codes(client, "pkg/broken.py") == ["syntax-error"]
     assert _codes(client, "pkg/app.py") == ["unresolved-import"]
     for relative in ("pkg/models.py", "pkg/service.py", "web/types.ts", "web/view.ts"):
@@ -59,3 +61,16 @@ async def test_edit_that_breaks_a_cycle_republishes_the_other_file(client):
     assert cleared.version is None  # models.py is not open
     mine = await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 2)
     assert list(mine.diagnostics) == []
+
+
+async def test_closing_a_buffer_falls_back_to_disk(client):
+    doc_uri = open_file(client, "pkg/app.py")
+    _change(client, doc_uri, 2, (1, 0), (2, 0), "")  # the buffer drops the unresolved import ...
+    await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 2 and not p.diagnostics)
+    since = len(client.events.published)
+    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=doc_uri)))
+    # ... but it was never saved, so the file on disk (with the import) counts again
+    back = await client.events.diagnostics_where(
+        lambda p: p.uri == doc_uri and p.version is None and [d.code for d in p.diagnostics] == ["unresolved-import"],
+        since)
+    assert back.diagnostics[0].range.start.line == 1

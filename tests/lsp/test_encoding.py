@@ -2,17 +2,21 @@
 
 from lsprotocol import types
 
-from tests.lsp.conftest import at, client_column, open_file, uri
+from tests.lsp.conftest import SHARED, at, client_column, open_file, uri
 
 LINE = 4  # label = "😀 你好 🎉"; total = add_numbers(1, 2)
 
 
-async def test_negotiated_encoding(client):
+@SHARED
+async def test_negotiated_encoding(shared_client):
+    client = shared_client
     expected = "utf-8" if client.profile == "neovim" else "utf-16"
     assert client.init_result.capabilities.position_encoding == expected
 
 
-async def test_columns_after_emoji_and_cjk(client):
+@SHARED
+async def test_columns_after_emoji_and_cjk(shared_client):
+    client = shared_client
     line = (client.root / "pkg/text.py").read_text().split("\n")[LINE]
     position = at(client, "pkg/text.py", "add_numbers", nth=1)
     assert position.character == client_column(client, line, line.index("add_numbers"))

@@ -2,7 +2,9 @@
 
 from lsprotocol import types
 
-from tests.lsp.conftest import at, uri
+from tests.lsp.conftest import SHARED, at, uri
+
+pytestmark = SHARED
 
 
 def _codes(client, relative):

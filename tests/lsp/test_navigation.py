@@ -2,21 +2,25 @@
 
 from lsprotocol import types
 
-from tests.lsp.conftest import at, uri
+from tests.lsp.conftest import SHARED, at, uri
+
+pytestmark = SHARED
 
 
 def _doc(client, relative):
     return types.TextDocumentIdentifier(uri=uri(client, relative))
 
 
-async def test_definition_across_files(client):
+async def test_definition_across_files(shared_client):
+    client = shared_client
     result = await client.text_document_definition_async(types.DefinitionParams(
         text_document=_doc(client, "pkg/app.py"), position=at(client, "pkg/app.py", "User(")))
     assert [loc.uri for loc in result] == [uri(client, "pkg/models.py")]
     assert result[0].range.start == at(client, "pkg/models.py", "User")
 
 
-async def test_references_honour_include_declaration(client):
+async def test_references_honour_include_declaration(shared_client):
+    client = shared_client
     position = at(client, "pkg/models.py", "User")
 
     async def refs(include):
@@ -35,7 +39,8 @@ async def test_references_honour_include_declaration(client):
     assert (uri(client, "pkg/app.py"), app_use.line, app_use.character) in without
 
 
-async def test_document_symbols_are_hierarchical(client):
+async def test_document_symbols_are_hierarchical(shared_client):
+    client = shared_client
     result = await client.text_document_document_symbol_async(types.DocumentSymbolParams(
         text_document=_doc(client, "pkg/models.py")))
     by_name = {s.name: s for s in result}
@@ -45,14 +50,16 @@ async def test_document_symbols_are_hierarchical(client):
     assert by_name["User"].selection_range.start == at(client, "pkg/models.py", "User")
 
 
-async def test_workspace_symbol_search(client):
+async def test_workspace_symbol_search(shared_client):
+    client = shared_client
     result = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="Servi"))
     service = [s for s in result if s.name == "Service"]
     assert service and service[0].location.uri == uri(client, "pkg/service.py")
     assert service[0].location.range.start == at(client, "pkg/service.py", "Service:")
 
 
-async def test_completion_offers_workspace_symbols_in_scope(client):
+async def test_completion_offers_workspace_symbols_in_scope(shared_client):
+    client = shared_client
     result = await client.text_document_completion_async(types.CompletionParams(
         text_document=_doc(client, "pkg/app.py"), position=at(client, "pkg/app.py", "user.greet")))
     items = {item.label: item for item in result.items}

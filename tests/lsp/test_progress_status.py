@@ -2,8 +2,12 @@
 
 from lsprotocol import types
 
+from tests.lsp.conftest import SHARED
 
-async def test_progress_and_status_during_first_index(client):
+
+@SHARED
+async def test_progress_and_status_during_first_index(shared_client):
+    client = shared_client
     [token] = [t for t in client.progress_reports if str(t).startswith("msa-index")]
     reports = client.progress_reports[token]
     assert isinstance(reports[0], types.WorkDoneProgressBegin)

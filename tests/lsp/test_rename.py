@@ -6,7 +6,7 @@ from pygls.exceptions import JsonRpcException
 
 from lsp.index.extract import identifiers
 from lsp.index.workspace import WorkspaceIndex
-from tests.lsp.conftest import apply_workspace_edit, at, encoding_of, open_file, uri
+from tests.lsp.conftest import SHARED, apply_workspace_edit, at, encoding_of, open_file, uri
 
 
 def _doc(client, relative):
@@ -49,7 +49,9 @@ async def test_rename_class_across_files_and_reparse(client):
     ("Service:", "1abc", "not a valid identifier"),
     ("Service:", "class", "keyword"),
 ])
-async def test_rename_refusals_are_clear_errors(client, needle, new_name, message):
+@SHARED
+async def test_rename_refusals_are_clear_errors(shared_client, needle, new_name, message):
+    client = shared_client
     position = at(client, "pkg/service.py", needle)
     with pytest.raises(JsonRpcException, match=message):
         await client.text_document_rename_async(types.RenameParams(
