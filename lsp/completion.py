@@ -30,6 +30,7 @@ PREFIX_CHARS, SUFFIX_CHARS = 6000, 2000
 REQUEST_FAILED = -32803
 READY_WAIT_S = 5.0
 BUFFER_SYNC_S = 2.0
+ITEM_TIMEOUT_S = 3.0  # the completion list waits this long for the model's item, then comes without it
 LINE_END_CHARS = CLOSERS + "\"'`;:,. \t"
 
 
@@ -214,32 +215,38 @@ class CompletionService:
 
     # ------------------------------------------------------------------------------------ requests
 
-    async def _request_text(self, uri: str, position: types.Position, trigger_automatic: bool):
-        """(document, request, completion text); None when there is nothing to offer."""
+    async def _request_text(self, uri: str, position: types.Position, *, kind: str, debounce: bool,
+                            wait_for_worker: bool):
+        """(document, line, column, completion text); None when there is nothing to offer.
+
+        One request per (document, kind) runs at a time: a newer one cancels the older (cancel-previous), so
+        inline completions and completion-list requests of one document do not cancel each other.
+        """
         server = self.server
         doc = server.documents.get(uri)
         if doc is None:
             path = uri_to_path(uri)
             raise JsonRpcException(f"{uri} is not open (inline completion needs didOpen)", code=REQUEST_FAILED) \
                 if path else JsonRpcException(f"not a file URI: {uri}", code=REQUEST_FAILED)
-        previous = self._inflight.pop(uri, None)
+        key = (uri, kind)
+        previous = self._inflight.pop(key, None)
         if previous is not None and not previous.done():
             previous.cancel()  # cancel-previous: clients like Neovim do not cancel on their own
         task = asyncio.current_task()
-        self._inflight[uri] = task
+        self._inflight[key] = task
         try:
-            if trigger_automatic and server.options.completion.debounce_ms:
+            if debounce and server.options.completion.debounce_ms:
                 await asyncio.sleep(server.options.completion.debounce_ms / 1000)
-            return await self._complete(doc, position)
+            return await self._complete(doc, position, wait_for_worker)
         finally:
-            if self._inflight.get(uri) is task:
-                del self._inflight[uri]
+            if self._inflight.get(key) is task:
+                del self._inflight[key]
 
-    async def _complete(self, doc, position: types.Position):
+    async def _complete(self, doc, position: types.Position, wait_for_worker: bool):
         client = self.ensure_worker()
         if client is None:
             return None
-        if client.state != "ready":
+        if client.state != "ready" and wait_for_worker:
             await client.wait_ready(READY_WAIT_S)
         version = doc.version
         line, column = convert.to_server_position(doc.lines, position, self.server.encoding)
@@ -271,7 +278,8 @@ class CompletionService:
             return None
         automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
         try:
-            found = await self._request_text(params.text_document.uri, params.position, automatic)
+            found = await self._request_text(params.text_document.uri, params.position, kind="inline",
+                                             debounce=automatic, wait_for_worker=not automatic)
         except JsonRpcException:
             if automatic:
                 log.info("no inline completion: worker not available", exc_info=True)
@@ -289,9 +297,10 @@ class CompletionService:
         if doc is None or not server.options.inline_completion.enable:
             return []
         try:
-            found = await self._request_text(doc.uri, params.position, trigger_automatic=False)
-        except JsonRpcException as exc:
-            log.info("no AI completion item: %s", exc)
+            found = await asyncio.wait_for(self._request_text(
+                doc.uri, params.position, kind="item", debounce=False, wait_for_worker=False), ITEM_TIMEOUT_S)
+        except (JsonRpcException, asyncio.TimeoutError) as exc:
+            log.info("no AI completion item: %s", exc or "the model took too long")
             return []
         if found is None:
             return []

@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
 import inference.protocol as protocol
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 READY_LINE = re.compile(r"ready on (\S+)")
 BATCH_FILES, BATCH_BYTES = 32, 1 << 20
 MAX_TEXT_BYTES = protocol.MAX_FRAME_BYTES // 2
+FILL_REPORT_MIN = 10  # after the first fill, rounds this small (edits) show no progress
 
 
 class WorkerUnavailable(Exception):
@@ -72,7 +73,6 @@ class _Connection:
         self.waiting: dict[int, asyncio.Queue] = {}
         self.closed = asyncio.Event()
         self.close_reason = ""
-        self.hello: dict = {}
         self._pump_task: asyncio.Task | None = None
 
     async def handshake(self, token: str | None) -> dict:
@@ -83,7 +83,6 @@ class _Connection:
             raise WorkerError(reply.get("code", "internal"), reply.get("message", ""), reply.get("data"))
         if reply.get("op") != "hello" or reply.get("version") != protocol.PROTOCOL_VERSION:
             raise WorkerError("bad_version", f"unexpected handshake reply {reply!r:.200}")
-        self.hello = reply
         self._pump_task = asyncio.create_task(self._pump())
         return reply
 
@@ -116,7 +115,7 @@ class _Connection:
         except (protocol.ConnectionClosed, OSError) as exc:
             raise WorkerUnavailable(f"worker connection lost: {exc}") from None
 
-    async def next_reply(self, request_id: int, queue: asyncio.Queue) -> dict:
+    async def next_reply(self, queue: asyncio.Queue) -> dict:
         frame = await queue.get()
         if frame is None:
             raise WorkerUnavailable(f"worker connection lost: {self.close_reason or 'closed'}")
@@ -128,7 +127,7 @@ class _Connection:
         queue = self.open_request(frame)
         try:
             await self.send(frame)
-            return await self.next_reply(frame["id"], queue)
+            return await self.next_reply(queue)
         finally:
             self.waiting.pop(frame["id"], None)
 
@@ -143,41 +142,43 @@ class _Connection:
 
 @dataclass
 class CompletionStream:
-    """Pieces of one completion as they arrive; `done` holds the final frame (timings, cache) afterwards."""
+    """Pieces of one completion as they arrive; `done` holds the final frame (timings, cache) afterwards.
+
+    Leaving the iteration early (break, task cancelled) cancels the request in the worker. `cancel()` from
+    elsewhere asks the worker to stop; the iteration then ends with WorkerError("cancelled").
+    """
 
     connection: _Connection
     request_id: int
     queue: asyncio.Queue
     done: dict | None = None
-    _finished: bool = field(default=False)
+    _cancel_sent: bool = False
 
     async def __aiter__(self) -> AsyncIterator[str]:
         try:
             while True:
-                frame = await self.connection.next_reply(self.request_id, self.queue)
+                frame = await self.connection.next_reply(self.queue)
                 if frame["op"] == "chunk":
                     yield frame["text"]
                 elif frame["op"] == "done":
                     self.done = frame
-                    self._finished = True
                     return
         finally:
-            if not self._finished:
-                await self.cancel()
             self.connection.waiting.pop(self.request_id, None)
+            if self.done is None:
+                await self.cancel()
 
     async def text(self) -> str:
         return "".join([piece async for piece in self])
 
     async def cancel(self) -> None:
         """Ask the worker to stop this request (it stops within one decode step); never raises."""
-        if self._finished:
+        if self._cancel_sent or self.done is not None:
             return
-        self._finished = True
-        self.connection.waiting.pop(self.request_id, None)
+        self._cancel_sent = True
         with contextlib.suppress(Exception):
-            cancel_id = next(self.connection.ids)
-            await asyncio.shield(self.connection.send(protocol.cancel(cancel_id, self.request_id)))
+            frame = protocol.cancel(next(self.connection.ids), self.request_id)
+            await asyncio.shield(self.connection.send(frame))
 
 
 class WorkerClient:
@@ -196,13 +197,11 @@ class WorkerClient:
         self._process: asyncio.subprocess.Process | None = None
         self._files: dict[str, tuple[str, str]] = {}  # desired: path -> (hash, text)
         self._synced: dict[str, str] = {}  # what the connected worker holds: path -> hash
-        self._dirty = asyncio.Event()
-        self._ready = asyncio.Event()
+        self._dirty, self._ready = asyncio.Event(), asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._socket_dir: str | None = None
 
-    # ---------------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         if not self._tasks:
@@ -217,11 +216,12 @@ class WorkerClient:
                 await asyncio.wait_for(connection.request(protocol.simple("shutdown", next(connection.ids))), 2)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self._end_process()
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
         self._set_state("off", "stopped")
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -317,14 +317,13 @@ class WorkerClient:
             *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, env=env, limit=1 << 20)
         self.pid = self._process.pid
-        tail: list[str] = []
         try:
-            return await asyncio.wait_for(self._read_until_ready(tail), self.settings.ready_timeout_s)
+            return await asyncio.wait_for(self._read_until_ready(), self.settings.ready_timeout_s)
         except asyncio.TimeoutError:
             raise WorkerUnavailable(f"worker not ready after {self.settings.ready_timeout_s:.0f}s") from None
 
-    async def _read_until_ready(self, tail: list[str]) -> str:
-        stream = self._process.stderr
+    async def _read_until_ready(self) -> str:
+        stream, tail = self._process.stderr, []
         while True:
             raw = await stream.readline()
             if not raw:
@@ -357,11 +356,6 @@ class WorkerClient:
                 process.kill()
             await process.wait()
 
-    def __del__(self):
-        if self._socket_dir:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
-
-    # ---------------------------------------------------------------------------------------------- cache sync
 
     def set_files(self, files: dict[str, str]) -> None:
         """The whole repository as the worker should hold it (relative path -> text)."""
@@ -425,7 +419,8 @@ class WorkerClient:
         if not drop and not changed:
             return
         total, done = len(changed), 0
-        self.on_fill(0, total)
+        report = self.on_fill if not self._synced or total >= FILL_REPORT_MIN else (lambda done, total: None)
+        report(0, total)
         if drop:
             reply = await connection.request(protocol.sync(next(connection.ids), drop=drop))
             for path in drop:
@@ -444,14 +439,13 @@ class WorkerClient:
                 self._synced[entry["path"]] = entry["hash"]
             done += len(batch)
             self._note_cache(reply)
-            self.on_fill(done, total)
+            report(done, total)
 
     def _note_cache(self, reply: dict) -> None:
         self.cache = {"segments": int(reply.get("segments", 0)), "tokens": int(reply.get("tokens", 0)),
                       "filled": len(self._synced)}
         self.on_change(self)
 
-    # ---------------------------------------------------------------------------------------------- requests
 
     def _live(self) -> _Connection:
         if self._connection is None or self._connection.closed.is_set():
