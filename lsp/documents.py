@@ -7,6 +7,7 @@ can be converted to client units. Not the place for indexing or publishing (serv
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -27,11 +28,11 @@ def uri_to_path(uri: str) -> str | None:
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         return None
-    return str(pathlib.Path(unquote(parsed.path)).resolve())
+    return os.path.abspath(unquote(parsed.path))  # as the index keeps paths: absolute, symlinks kept
 
 
 def path_to_uri(path: str) -> str:
-    return pathlib.Path(path).resolve().as_uri()
+    return pathlib.Path(os.path.abspath(path)).as_uri()
 
 
 @dataclass

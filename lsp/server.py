@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
 from lsprotocol import types
@@ -240,10 +241,18 @@ def rename(ls: MsaServer, params: types.RenameParams):
     return ls.state.workspace_edit(edits, versioned=_client_has("workspace.workspace_edit.document_changes"))
 
 
+_QUALIFIED = re.compile(r"([\w$]+)\s*(?:\.|::)\s*[\w$]*$")
+
+
 @SERVER.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))
 async def completion(ls: MsaServer, params: types.CompletionParams):
     path, line, column = _server_position(params)
-    found = ls.state.query(lambda index: index.symbols_in_scope(path), path)
+    before = ls.state.lines_for(path)[line][:column] if ls.state.lines_for(path) else ""
+    qualified = _QUALIFIED.search(before)
+    if qualified:  # `module.` or `module::`: that module's names; nothing for other receivers
+        found = ls.state.query(lambda index: index.members_of(path, qualified.group(1)), path)
+    else:
+        found = ls.state.query(lambda index: index.symbols_in_scope(path), path)
     items = [types.CompletionItem(label=d.name, kind=convert.COMPLETION_KINDS.get(d.kind, types.CompletionItemKind.Text),
                                   detail=ls.state.relative(d.path), sort_text=f"1{d.name}") for d in found]
     doc = ls.documents.by_path(path)

@@ -49,7 +49,7 @@ class WorkspaceState:
 
     # ---- paths ----------------------------------------------------------------------------------
     def set_root(self, root: str | None) -> None:
-        self.root = os.path.realpath(root) if root else None
+        self.root = os.path.abspath(root) if root else None
 
     def uri(self, path: str) -> str:
         return path_to_uri(path)

@@ -45,3 +45,13 @@ async def test_definitions_across_languages(multi_client):
     assert ts.uri == uri(client, "ts/src/lib/math.ts")
     [py] = await _definition(client, "py/app/unicode_names.py", "User(\"")
     assert py.uri == uri(client, "py/app/models.py") and py.range.start == at(client, "py/app/models.py", "User:")
+
+
+async def test_completion_after_a_module_qualifier_lists_its_members(multi_client):
+    client = multi_client
+    result = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri(client, "py/app/services.py")),
+        position=at(client, "py/app/services.py", "load_user")))
+    items = {item.label: item for item in result.items}
+    assert items["load_user"].detail == "py/app/repository.py"
+    assert "UserService" not in items  # the file's own names are not members of `repository`
