@@ -10,6 +10,7 @@ This is the API the worker calls; it knows nothing about LSP, sockets or editors
     engine.info() -> dict(model, family, params, device, dtype, layout, attention, fim_format, fingerprint, window)
     engine.sync(add=[(path, content_hash, text), ...], drop=[path, ...])
         -> dict(prefilled_tokens, reused_segments, loaded_from_disk, segments, tokens)
+        # segments are keyed by a hash of (path, text) computed here; content_hash is the caller's label only
     for piece in engine.complete(path, prefix, suffix, *, max_tokens=64, temperature=0.0, top_p=1.0, top_k=0,
                                  stop=(), seed=None, should_stop=lambda: False):
         ...  # text pieces (an unfinished UTF-8 character at the very end is dropped); afterwards engine.last_stats = dict(prompt_tokens, prefilled_tokens,
@@ -133,8 +134,7 @@ class Engine:
     # ---- descriptions -----------------------------------------------------------------------------------
     def info(self) -> dict:
         return dict(model=str(self.model_dir), family=self.cfg.family,
-                    params=sum(p.numel() for p in self.model.parameters() if p is not self.model.lm_head.weight
-                               or not self.cfg.tie_embeddings),
+                    params=sum(p.numel() for p in self.model.parameters()),  # tied weights counted once
                     device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), layout=self.layout,
                     attention=self.attention, fim_format=self.fim.name, fingerprint=self.fingerprint,
                     window=self.cfg.window, top_k_blocks=self.top_k,
@@ -198,7 +198,8 @@ class Engine:
         view = self.repo.view(live_path)
         attn = RepoAttention(self.pool, view, sparse=self.attention == "sparse", top_k=self.top_k,
                              summary_mode=self.summary_mode)
-        return attn, (live_path, self.repo.version, self.store.generation, self.repo.tail_position())
+        return attn, (live_path, self.repo.version, self.store.generation, self.repo.tail_position(),
+                      self.attention, self.top_k, self.summary_mode)
 
     # ---- completion -------------------------------------------------------------------------------------
     def _fim_ids(self, path: str, prefix: str, suffix: str, budget: int) -> list[int]:

@@ -44,11 +44,14 @@ class RepoCache:
 
     # ---- sync -------------------------------------------------------------------------------------------
     def sync(self, add, drop) -> dict:
+        for entry in add:  # validate everything before changing anything
+            if len(entry) != 3 or not isinstance(entry[0], str) or not isinstance(entry[2], str):
+                raise ValueError("sync add entries must be (path: str, content_hash, text: str)")
+        if not all(isinstance(p, str) for p in drop):
+            raise ValueError("sync drop entries must be paths (str)")
         for path in drop:
             self.files.pop(path, None)
         for path, _content_hash, text in add:
-            if not isinstance(path, str) or not isinstance(text, str):
-                raise ValueError("sync add entries must be (path: str, content_hash, text: str)")
             if self.files.get(path) != text:
                 self.files.pop(path, None)
                 self.files[path] = text
@@ -77,6 +80,10 @@ class RepoCache:
         self._views.clear()
         self.version += 1
         counts.update(segments=len(self.parts), tokens=sum(p.n_kept for p in self.parts) + self.prefix_len)
+        end = self.tail_position()
+        if self.layout != "parallel" and end > self.model.cfg.window:
+            log.warning("%s layout: the live tail starts at position %d, beyond the model's trained window of %d",
+                        self.layout, end, self.model.cfg.window)
         return counts
 
     def _ensure(self, key, path, tokens, keep_from, start_pos, ctx_keys, counts) -> None:
