@@ -19,27 +19,18 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PYTHON = Path(sys.executable)
 NVIM = Path(sys.executable).with_name("nvim")
 
-# A two-module Python package with a cross-file import, plus a file with a syntax error.
-WORKSPACE_FILES = {
-    "pkg/__init__.py": "",
-    "pkg/shapes.py": "def area(width, height):\n    return width * height\n",
-    "app.py": "from pkg.shapes import area\n\n\ndef main():\n    return area(2, 3)\n",
-    "broken.py": "def broken(:\n    pass\n",
-}
-
-
-def write_workspace(root: Path) -> Path:
-    for rel, text in WORKSPACE_FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (root / "pyproject.toml").write_text('[project]\nname = "ws"\nversion = "0"\n')
-    return root
+FIXTURE = REPO / "tests" / "fixtures" / "multi"
 
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    return write_workspace(tmp_path / "ws")
+    """A copy of tests/fixtures/multi made a git repository (its root marker, as a user's clone has)."""
+    if not FIXTURE.is_dir():
+        pytest.fail(f"fixture workspace {FIXTURE} is missing")
+    root = tmp_path / "ws"
+    shutil.copytree(FIXTURE, root)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
 
 
 def isolated_env(tmp_path: Path) -> dict[str, str]:

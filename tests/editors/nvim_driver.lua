@@ -80,15 +80,18 @@ function scenarios.attach(result)
 end
 
 function scenarios.diagnostics(result)
-  local buf = open(spec.file)
-  local found = wait_until(20000, "diagnostics on " .. spec.file, function()
-    local d = vim.diagnostic.get(buf)
-    return #d > 0 and d
-  end)
   result.diagnostics = {}
-  for _, d in ipairs(found) do
-    table.insert(result.diagnostics, { lnum = d.lnum, col = d.col, severity = d.severity, message = d.message,
-      source = d.source, code = d.code })
+  for _, rel in ipairs(spec.files) do
+    local buf = open(rel)
+    local found = wait_until(20000, "diagnostics on " .. rel, function()
+      local d = vim.diagnostic.get(buf)
+      return #d > 0 and d
+    end)
+    result.diagnostics[rel] = {}
+    for _, d in ipairs(found) do
+      table.insert(result.diagnostics[rel], { lnum = d.lnum, col = d.col, severity = d.severity, message = d.message,
+        source = d.source, code = d.code })
+    end
   end
 end
 
@@ -111,15 +114,24 @@ function scenarios.rename(result)
   wait_index_ready()
   vim.api.nvim_win_set_cursor(0, { spec.line + 1, spec.col })
   vim.lsp.buf.rename(spec.new_name)
-  local other_path = spec.workspace .. "/" .. spec.other
-  wait_until(20000, "the rename to reach " .. spec.other, function()
-    local other = vim.fn.bufnr(other_path)
-    return other ~= -1 and vim.api.nvim_buf_is_loaded(other) and buffer_text(other):find(spec.new_name, 1, true)
+  local function buffer_of(rel) return vim.fn.bufnr(spec.workspace .. "/" .. rel) end
+  wait_until(20000, "the rename to reach " .. table.concat(spec.files, ", "), function()
+    for _, rel in ipairs(spec.files) do
+      local other = buffer_of(rel)
+      if other == -1 or not vim.api.nvim_buf_is_loaded(other) or not buffer_text(other):find(spec.new_name, 1, true) then
+        return false
+      end
+    end
+    return true
   end)
-  local other = vim.fn.bufnr(other_path)
-  result.buffers = { [spec.file] = buffer_text(buf), [spec.other] = buffer_text(other) }
-  result.modified = { [spec.file] = vim.bo[buf].modified, [spec.other] = vim.bo[other].modified }
-  result.disk = { [spec.other] = table.concat(vim.fn.readfile(other_path), "\n") }
+  result.buffers, result.modified, result.disk = {}, {}, {}
+  for _, rel in ipairs(spec.files) do
+    local other = buffer_of(rel)
+    result.buffers[rel] = vim.api.nvim_buf_get_lines(other, 0, -1, false)
+    result.modified[rel] = vim.bo[other].modified
+    result.disk[rel] = vim.fn.readfile(spec.workspace .. "/" .. rel)
+  end
+  result.cursor_buffer = buf
 end
 
 function scenarios.inline(result)

