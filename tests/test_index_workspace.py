@@ -306,3 +306,14 @@ def test_locals_stay_inside_their_function(workspace, rel, text, cursor_line, ne
     found = [loc.range[:2] for loc in index.references(path, cursor_line, col)]
     assert found == references
     assert all(loc.path == path for loc in index.references_to(definition))
+
+
+def test_references_to_a_module_name_skip_functions_where_it_is_a_local(workspace):
+    index, root = workspace
+    lib, user = root / "py" / "app" / "shadow_lib.py", root / "py" / "app" / "shadow_use.py"
+    index.update_file(str(lib), "def total(xs):\n    return sum(xs)\n\n\ndef report(rows):\n    total = 0\n"
+                                "    for r in rows:\n        total += r\n    return total\n")
+    index.update_file(str(user), "from .shadow_lib import total\n\n\ndef run(total_rows):\n    return total([1])\n")
+    [definition] = [d for d in index.definitions("total")]
+    found = sorted((os.path.basename(loc.path), loc.range.start_line) for loc in index.references_to(definition))
+    assert found == [("shadow_lib.py", 0), ("shadow_use.py", 0), ("shadow_use.py", 4)]

@@ -16,7 +16,9 @@ absolute strings as given, never resolved through symlinks):
     index.language(path) -> "python"|"typescript"|"tsx"|"javascript"|"go"|"rust"|None
 
     index.definitions(name) -> list[Definition(path, name, kind, container, name_range, full_range)]
-    index.definition_at(path, line, col) -> list[Definition]   # kind "module" (zero ranges) for a file
+    index.definition_at(path, line, col) -> list[Definition]   # kind "module" (zero ranges) for a file;
+        a parameter/local variable gives kind "variable", container = its function, name_range = its
+        first binding, full_range = the function (its scope); references_to() keeps to that scope
     index.references(path, line, col) -> list[Location(path, range)]     # declaration included
     index.references_to(definition) -> list[Location]
     index.symbols_in(path) -> list[Symbol(definition, children)]          # nested document symbols

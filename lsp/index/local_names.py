@@ -78,6 +78,12 @@ def local_bindings(path: str, text: str, language: str, scope: Range, name: str)
     return [rng for rng, node in nodes if node.type == "shorthand_property_identifier_pattern" or _is_binding(node)]
 
 
+def binding_ranges(path: str, text: str, language: str, name: str) -> list[Range]:
+    """Every place in the file where `name` is bound as a variable or parameter."""
+    everywhere = Range(0, 0, text.count("\n") + 1, 0)
+    return local_bindings(path, text, language, everywhere, name)
+
+
 def local_references(path: str, text: str, language: str, scope: Range, name: str) -> list[Range]:
     """Ranges inside `scope` where `name` is used as a variable (not `obj.name`, not `f(name=...)`)."""
     _, nodes = _names_in_scope(path, text, language, scope, name)

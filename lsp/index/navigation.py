@@ -12,7 +12,7 @@ import re
 from typing import NamedTuple
 
 from .extract import identifiers
-from .local_names import local_bindings, local_references
+from .local_names import binding_ranges, local_bindings, local_references
 from .model import Definition, Range
 
 _WORD = re.compile(r"[\w$]+")
@@ -150,6 +150,15 @@ class Navigation:
                     best = d
         return best
 
+    @staticmethod
+    def _shadowing_functions(path: str, entry, name: str) -> list[Range]:
+        """Ranges of the file's functions that bind `name` locally (so it means something else there)."""
+        functions = [d.full_range for d in entry.facts.definitions if d.kind in ("function", "method")]
+        if not functions:
+            return []
+        bindings = binding_ranges(path, entry.text, entry.language, name)
+        return [f for f in functions if any(f.contains(b.start_line, b.start_col) for b in bindings)]
+
     def _is_local(self, definition: Definition) -> bool:
         entry = self._files.get(definition.path)
         return bool(definition.container) and entry is not None and definition not in entry.facts.definitions
@@ -256,7 +265,10 @@ class Navigation:
                 if entry is None:
                     continue
                 only_qualified = path not in full_files and not definition.container
+                shadowed = [] if definition.container else self._shadowing_functions(path, entry, name)
                 for _, rng in identifiers(path, entry.text, entry.language, name):
+                    if rng != definition.name_range and any(s.contains(rng.start_line, rng.start_col) for s in shadowed):
+                        continue  # a local variable of the same name, not this definition
                     if only_qualified or (definition.container and path != definition.path and path not in full_files):
                         before = self.line_text(path, rng.start_line)[: rng.start_col].rstrip()
                         if not (before.endswith(".") or before.endswith("::")):
