@@ -62,6 +62,13 @@ def test_tsx_and_commonjs():
     assert [(i.spec, i.kind, [n.name for n in i.names], i.binds) for i in legacy.imports] == [
         ("./lib/math", "require", ["add"], ""), ("path", "require", [], "path")]
     assert ("legacyTotal", "function", "") in _kinds(legacy)
+    exports = extract("e.js", "exports.parse = function (s) { return s };\nmodule.exports.VERSION = 1;\n", "javascript")
+    assert _kinds(exports) == {("parse", "function", ""), ("VERSION", "variable", "")}
+
+
+def test_declaration_files():
+    facts = extract("lib.d.ts", "declare function x(a: number): void;\ndeclare const y: number;\n", "typescript")
+    assert _kinds(facts) == {("x", "function", ""), ("y", "constant", "")}
 
 
 def test_go_definitions_and_imports():

@@ -9,6 +9,7 @@ from .model import FileFacts, Import, ImportedName
 _SIMPLE = {
     "function_declaration": "function",
     "generator_function_declaration": "function",
+    "function_signature": "function",
     "interface_declaration": "interface",
     "type_alias_declaration": "type",
     "enum_declaration": "enum",
@@ -134,6 +135,21 @@ def _declarations(src, node, full, facts: FileFacts, container: str) -> None:
             facts.definitions.append(src.definition(name, full, def_kind, container))
 
 
+def _commonjs_export(src, assignment, statement, facts: FileFacts) -> None:
+    """`exports.name = ...` and `module.exports.name = ...` define `name`."""
+    left = assignment.child_by_field_name("left")
+    if left is None or left.type != "member_expression":
+        return
+    target = left.child_by_field_name("object")
+    if target is None or src.node_text(target) not in ("exports", "module.exports"):
+        return
+    name = left.child_by_field_name("property")
+    right = assignment.child_by_field_name("right")
+    if name is not None:
+        kind = "function" if right is not None and right.type in _FUNCTION_VALUES else "variable"
+        facts.definitions.append(src.definition(name, statement, kind, ""))
+
+
 def collect(src, root, facts: FileFacts) -> None:
     for node in root.named_children:
         kind = node.type
@@ -149,7 +165,12 @@ def collect(src, root, facts: FileFacts) -> None:
             declaration = node.child_by_field_name("declaration") or node.child_by_field_name("value")
             if declaration is not None:
                 _declarations(src, declaration, node, facts, "")
+        elif kind == "ambient_declaration":  # `declare ...` in .d.ts files
+            for inner in node.named_children:
+                _declarations(src, inner, node, facts, "")
         elif kind == "expression_statement" and node.named_children and node.named_children[0].type in _SIMPLE:
             _declarations(src, node.named_children[0], node, facts, "")
+        elif kind == "expression_statement" and node.named_children and node.named_children[0].type == "assignment_expression":
+            _commonjs_export(src, node.named_children[0], node, facts)
         else:
             _declarations(src, node, node, facts, "")
