@@ -69,6 +69,10 @@ def test_multi_fixture_skips_with_reasons():
 
 def test_unusual_files_are_skipped_with_reasons_never_a_crash(tmp_path):
     (tmp_path / "ok.py").write_text("def ok():\n    return 1\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "ok.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\x00\x00")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "hook.py").write_text("x = 1\n")
     (tmp_path / "huge.py").write_bytes(b"x = 1\n" * (10 * 1024 * 1024 // 6))  # ~10 MB
     (tmp_path / "latin1.py").write_bytes(b"name = 'caf\xe9'\n")
     (tmp_path / "nul.py").write_bytes(b"x = 1\x00\x00\n")
@@ -83,6 +87,7 @@ def test_unusual_files_are_skipped_with_reasons_never_a_crash(tmp_path):
     index.build(str(tmp_path), workers=1)
     reasons = {os.path.relpath(s.path, tmp_path): s.reason for s in index.skipped}
     assert [os.path.basename(p) for p in index.files] == ["ok.py"]
+    assert not any("__pycache__" in r or ".git" in r for r in reasons)  # never walked, so never listed
     assert reasons["huge.py"].startswith("too large")
     assert reasons["latin1.py"].startswith("not UTF-8")
     assert reasons["nul.py"].startswith("binary")

@@ -1,7 +1,7 @@
 """Finds the files to index under a root and says why every other file was left out.
 
-Honours nested .gitignore files (and .git/info/exclude), user exclude globs, a size cap, secrets
-rules, binary sniffing and symlink loops. It reads only names, sizes and the first 8 KB of files the
+Always skips .git/, .hg/, .svn/ and __pycache__/; honours nested .gitignore files (and
+.git/info/exclude), user exclude globs, a size cap, secrets rules, binary sniffing and symlink loops. It reads only names, sizes and the first 8 KB of files the
 index cannot parse; source files are read (and checked for NUL bytes and UTF-8) by read_source().
 """
 
@@ -20,6 +20,8 @@ from .model import IndexOptions, SkippedFile
 log = logging.getLogger("msa.index")
 
 SNIFF_BYTES = 8192
+# version-control internals and bytecode caches are never source, whatever .gitignore says
+ALWAYS_SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
 CONFIG_NAMES = ("go.mod", "tsconfig.json", "jsconfig.json", "Cargo.toml")
 _SECRET_GLOBS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
                  "*.p12", "*.pfx", "*.keystore", "*.jks", "credentials", "credentials.json",
@@ -139,7 +141,7 @@ def discover(root: str, options: IndexOptions) -> Discovery:
                 skip(path, "broken symlink" if is_link else f"unreadable ({exc.strerror or exc})")
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if name == ".git" or ignore.ignored(child_rel, True):
+                if name in ALWAYS_SKIPPED_DIRS or ignore.ignored(child_rel, True):
                     continue
                 ident = (st.st_dev, st.st_ino)
                 if ident in chain:
@@ -181,8 +183,8 @@ def path_excluded(root: str, path: str, options: IndexOptions) -> str:
     if rel.startswith("../") or rel == "..":
         return "outside the workspace"
     parts = rel.split("/")
-    if ".git" in parts[:-1]:
-        return "inside .git"
+    if any(part in ALWAYS_SKIPPED_DIRS for part in parts[:-1]):
+        return "inside " + next(part for part in parts[:-1] if part in ALWAYS_SKIPPED_DIRS)
     ignore = make_ignore(root, options)
     directory = root
     for i, part in enumerate(parts):
