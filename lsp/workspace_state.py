@@ -27,6 +27,7 @@ from lsp.refactor import RefactorError
 log = logging.getLogger(__name__)
 REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
 PROGRESS_INTERVAL_S = 0.1
+RELINKING_FILES = {".gitignore", "go.mod", "tsconfig.json", "jsconfig.json", "Cargo.toml"}
 
 
 class WorkspaceState:
@@ -40,6 +41,7 @@ class WorkspaceState:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._published: dict[str, list[types.Diagnostic]] = {}
         self._cycle_files: set[str] = set()
+        self._importers_before: dict[str, set[str]] = {}  # importers of a file changed on disk, until republished
         self._too_large: set[str] = set()  # open buffers over msa.index.maxFileSize (warned once)
         self._generation = 0
         self.file_listeners: list = []  # callables(path) after a file's text changed; path None = index rebuilt
@@ -218,6 +220,7 @@ class WorkspaceState:
         """A file changed, appeared or vanished on disk (or its buffer closed): re-read it."""
         if self.index is None:
             return
+        self._importers_before.setdefault(path, set()).update(self.index.importers_of(path))
         reason = self.index.reload_file(path)
         if reason:
             log.info("not indexing %s: %s", path, reason)
@@ -261,13 +264,17 @@ class WorkspaceState:
             return
         try:
             self._flush(path)
-            if everything:
-                self._publish_everything()
+            if everything and os.path.basename(path) in RELINKING_FILES:
+                self._publish_everything()  # every import may resolve differently now
                 return
             before = self._cycle_files
-            after = self._files_on_cycles()
-            for affected in {path} | before | after:
-                self._publish(affected)
+            affected = {path} | before | self._files_on_cycles()
+            if everything:  # a file appeared, changed or vanished on disk: its importers and
+                # files with unresolved imports may resolve differently
+                affected |= set(self.index.importers_of(path)) | self._importers_before.pop(path, set())
+                affected |= {p for p, found in self._published.items() if any(d.code == "unresolved-import" for d in found)}
+            for one in affected:
+                self._publish(one)
         except Exception:
             log.exception("publishing diagnostics after an edit to %s failed", path)
 

@@ -74,3 +74,15 @@ async def test_closing_a_buffer_falls_back_to_disk(client):
         lambda p: p.uri == doc_uri and p.version is None and [d.code for d in p.diagnostics] == ["unresolved-import"],
         since)
     assert back.diagnostics[0].range.start.line == 1
+
+
+async def test_deleting_a_module_flags_its_importers(client):
+    models = client.root / "pkg/models.py"
+    models.unlink()
+    since = len(client.events.published)
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+        changes=[types.FileEvent(uri=models.as_uri(), type=types.FileChangeType.Deleted)]))
+    app = await client.events.diagnostics_where(lambda p: p.uri == uri(client, "pkg/app.py"), since)
+    assert [d.message for d in app.diagnostics if "pkg.models" in d.message]
+    service = await client.events.diagnostics_where(lambda p: p.uri == uri(client, "pkg/service.py"), since)
+    assert [d.code for d in service.diagnostics] == ["unresolved-import"]  # and no cycle any more
