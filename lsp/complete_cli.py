@@ -20,7 +20,8 @@ from lsp.completion import build_request
 from lsp.index.discovery import discover, read_source
 from lsp.index.model import IndexOptions
 from lsp.postprocess import finish_completion
-from lsp.worker_client import WorkerClient, WorkerError, WorkerSettings, WorkerUnavailable
+from lsp.worker_client import WorkerClient, WorkerSettings
+from lsp.worker_connection import WorkerError, WorkerUnavailable
 
 ROOT_MARKERS = (".git", "pyproject.toml", "package.json", "go.mod", "Cargo.toml")
 READY_TIMEOUT_S, SYNC_TIMEOUT_S = 600.0, 1800.0

@@ -23,7 +23,8 @@ from pygls.exceptions import JsonRpcException
 from lsp import convert
 from lsp.documents import uri_to_path
 from lsp.postprocess import CLOSERS, finish_completion
-from lsp.worker_client import WorkerClient, WorkerError, WorkerSettings, WorkerUnavailable
+from lsp.worker_client import WorkerClient, WorkerSettings
+from lsp.worker_connection import WorkerError, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 PREFIX_CHARS, SUFFIX_CHARS = 6000, 2000
@@ -275,6 +276,7 @@ class CompletionService:
     async def inline_completion(self, params: types.InlineCompletionParams):
         server = self.server
         if not server.options.inline_completion.enable:
+            self.ensure_worker()  # stops a worker no feature needs any more
             return None
         automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
         try:

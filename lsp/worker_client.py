@@ -6,14 +6,13 @@ restarts it with exponential backoff when it dies, mirrors the repository into t
 ("off", "starting", "ready", "restarting", "error") is reported through a callback so the server can show it.
 
 Non-job: no LSP types (the server maps state and fill progress to LSP), no prompt building (lsp.completion), no
-model code (it talks to the worker only through inference.protocol).
+frame routing (lsp.worker_connection), no model code (it talks to the worker only through inference.protocol).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import re
@@ -21,31 +20,17 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 import inference.protocol as protocol
+from lsp.worker_connection import (CompletionStream, WorkerConnection, WorkerError, WorkerStartFailed,
+                                   WorkerUnavailable)
 
 log = logging.getLogger(__name__)
 READY_LINE = re.compile(r"ready on (\S+)")
 BATCH_FILES, BATCH_BYTES = 32, 1 << 20
 MAX_TEXT_BYTES = protocol.MAX_FRAME_BYTES // 2
 FILL_REPORT_MIN = 10  # after the first fill, rounds this small (edits) show no progress
-
-
-class WorkerUnavailable(Exception):
-    """No worker is connected, or it went away while a request was in flight."""
-
-
-class WorkerStartFailed(WorkerUnavailable):
-    """The spawned worker exited before it was ready (bad model, bad setup): retrying will not help."""
-
-
-class WorkerError(Exception):
-    """The worker answered with an error frame."""
-
-    def __init__(self, code: str, message: str, data=None):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.data = code, message, data
 
 
 @dataclass
@@ -64,123 +49,6 @@ class WorkerSettings:
     max_backoff_s: float = 30.0
 
 
-class _Connection:
-    """One handshaken socket to a worker; routes reply frames to waiting requests by id."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer = reader, writer
-        self.ids = itertools.count(1)
-        self.waiting: dict[int, asyncio.Queue] = {}
-        self.closed = asyncio.Event()
-        self.close_reason = ""
-        self._pump_task: asyncio.Task | None = None
-
-    async def handshake(self, token: str | None) -> dict:
-        request_id = next(self.ids)
-        await protocol.write_frame_async(self.writer, protocol.hello(request_id, token=token, client="msa-lsp"))
-        reply = await protocol.read_frame_async(self.reader)
-        if reply.get("op") == "error":
-            raise WorkerError(reply.get("code", "internal"), reply.get("message", ""), reply.get("data"))
-        if reply.get("op") != "hello" or reply.get("version") != protocol.PROTOCOL_VERSION:
-            raise WorkerError("bad_version", f"unexpected handshake reply {reply!r:.200}")
-        self._pump_task = asyncio.create_task(self._pump())
-        return reply
-
-    async def _pump(self) -> None:
-        try:
-            while True:
-                frame = await protocol.read_frame_async(self.reader)
-                queue = self.waiting.get(frame.get("id"))
-                if queue is not None:
-                    queue.put_nowait(frame)
-                elif frame.get("op") == "error":  # e.g. a cancel that raced the request's end
-                    log.debug("worker error without a waiting request: %s", frame.get("message"))
-        except (protocol.ConnectionClosed, protocol.ProtocolError, OSError) as exc:
-            self.close_reason = str(exc) or type(exc).__name__
-        finally:
-            self.closed.set()
-            for queue in self.waiting.values():
-                queue.put_nowait(None)
-
-    def open_request(self, frame: dict) -> asyncio.Queue:
-        if self.closed.is_set():
-            raise WorkerUnavailable(f"worker connection closed: {self.close_reason}")
-        queue: asyncio.Queue = asyncio.Queue()
-        self.waiting[frame["id"]] = queue
-        return queue
-
-    async def send(self, frame: dict) -> None:
-        try:
-            await protocol.write_frame_async(self.writer, frame)
-        except (protocol.ConnectionClosed, OSError) as exc:
-            raise WorkerUnavailable(f"worker connection lost: {exc}") from None
-
-    async def next_reply(self, queue: asyncio.Queue) -> dict:
-        frame = await queue.get()
-        if frame is None:
-            raise WorkerUnavailable(f"worker connection lost: {self.close_reason or 'closed'}")
-        if frame.get("op") == "error":
-            raise WorkerError(frame.get("code", "internal"), frame.get("message", ""), frame.get("data"))
-        return frame
-
-    async def request(self, frame: dict) -> dict:
-        queue = self.open_request(frame)
-        try:
-            await self.send(frame)
-            return await self.next_reply(queue)
-        finally:
-            self.waiting.pop(frame["id"], None)
-
-    async def close(self) -> None:
-        if self._pump_task:
-            self._pump_task.cancel()
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
-        self.closed.set()
-
-
-@dataclass
-class CompletionStream:
-    """Pieces of one completion as they arrive; `done` holds the final frame (timings, cache) afterwards.
-
-    Leaving the iteration early (break, task cancelled) cancels the request in the worker. `cancel()` from
-    elsewhere asks the worker to stop; the iteration then ends with WorkerError("cancelled").
-    """
-
-    connection: _Connection
-    request_id: int
-    queue: asyncio.Queue
-    done: dict | None = None
-    _cancel_sent: bool = False
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        try:
-            while True:
-                frame = await self.connection.next_reply(self.queue)
-                if frame["op"] == "chunk":
-                    yield frame["text"]
-                elif frame["op"] == "done":
-                    self.done = frame
-                    return
-        finally:
-            self.connection.waiting.pop(self.request_id, None)
-            if self.done is None:
-                await self.cancel()
-
-    async def text(self) -> str:
-        return "".join([piece async for piece in self])
-
-    async def cancel(self) -> None:
-        """Ask the worker to stop this request (it stops within one decode step); never raises."""
-        if self._cancel_sent or self.done is not None:
-            return
-        self._cancel_sent = True
-        with contextlib.suppress(Exception):
-            frame = protocol.cancel(next(self.connection.ids), self.request_id)
-            await asyncio.shield(self.connection.send(frame))
-
-
 class WorkerClient:
     """Supervises the worker and mirrors the repository into its cache."""
 
@@ -193,7 +61,7 @@ class WorkerClient:
         self.pid: int | None = None
         self.cache = {"segments": 0, "tokens": 0, "filled": 0}
         self.texts_sent = 0  # file texts that crossed the socket (hash-only entries the worker knew do not count)
-        self._connection: _Connection | None = None
+        self._connection: WorkerConnection | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._files: dict[str, tuple[str, str]] = {}  # desired: path -> (hash, text)
         self._synced: dict[str, str] = {}  # what the connected worker holds: path -> hash
@@ -225,8 +93,12 @@ class WorkerClient:
         self._set_state("off", "stopped")
 
     async def wait_ready(self, timeout: float) -> bool:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+        """True once ready; False after `timeout` or as soon as the worker failed for good (state "error")."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._ready.is_set() and self._tasks and not self._tasks[0].done():
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         return self._ready.is_set()
 
     def _set_state(self, state: str, message: str = "") -> None:
@@ -279,7 +151,7 @@ class WorkerClient:
                                                            limit=protocol.MAX_FRAME_BYTES + 8)
         else:
             raise ValueError(f"msa.worker.address must start with unix: or tcp:, got {address!r}")
-        connection = _Connection(reader, writer)
+        connection = WorkerConnection(reader, writer)
         try:
             hello = await asyncio.wait_for(connection.handshake(token), 30)
         except BaseException:
@@ -447,7 +319,7 @@ class WorkerClient:
         self.on_change(self)
 
 
-    def _live(self) -> _Connection:
+    def _live(self) -> WorkerConnection:
         if self._connection is None or self._connection.closed.is_set():
             raise WorkerUnavailable(f"worker is {self.state}" + (f" ({self.message})" if self.message else ""))
         return self._connection

@@ -11,7 +11,7 @@ import time
 import pytest
 import pytest_lsp
 from lsprotocol import types
-from pygls.exceptions import JsonRpcRequestCancelled
+from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 WAIT_S = 60
@@ -88,7 +88,7 @@ def inline_params(client, position=CURSOR, kind=types.InlineCompletionTriggerKin
         context=types.InlineCompletionContext(trigger_kind=kind))
 
 
-async def test_inline_completion_returns_model_text(client: LanguageClient):
+async def test_inline_completion_returns_model_text(client: LanguageClient, tiny_model):
     result = await asyncio.wait_for(client.text_document_inline_completion_async(inline_params(client)), WAIT_S)
     items = result.items if isinstance(result, types.InlineCompletionList) else result
     assert items and items[0].insert_text.strip()
@@ -110,6 +110,23 @@ async def test_inline_completion_returns_model_text(client: LanguageClient):
     client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
         types.FileEvent(uri=util.as_uri(), type=types.FileChangeType.Changed)]))
     await client.recorder.until(lambda s: s["cache"]["tokens"] > tokens + 100 and s["cache"]["segments"] == 2)
+
+    automatic = inline_params(client, kind=types.InlineCompletionTriggerKind.Automatic)
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(automatic), WAIT_S)
+    assert result.items and result.items[0].insert_text.strip()
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"msa": {"model": str(tiny_model), "inlineCompletion": {"enable": False}}}))
+    await asyncio.sleep(0.2)
+    assert await client.text_document_inline_completion_async(automatic) is None
+    await client.recorder.until(lambda s: s["worker"]["state"] == "off")
+
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"msa": {"model": str(client.root / "no-such-model")}}))
+    await asyncio.sleep(0.2)
+    with pytest.raises(JsonRpcException, match="no-such-model"):
+        await client.text_document_inline_completion_async(inline_params(client))
+    status = await client.recorder.until(lambda s: s["worker"]["state"] == "error")
+    assert "config.json" in status["worker"]["message"]
 
 
 def send(client, params, msg_id: str) -> asyncio.Task:
