@@ -94,3 +94,16 @@ def test_rust_crate_name_and_mod_below_a_non_mod_file(tmp_path):
     assert resolved["net"] == ["src/net.rs", "src/net/client.rs"]
     assert _unresolved(index, tmp_path) == [("src/net.rs", 1)]
     assert index.import_cycles() == []  # Rust module references never form cycle diagnostics
+
+
+def test_stub_and_declaration_files_never_close_a_cycle(tmp_path):
+    index = _workspace(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from pkg import b\n",
+        "pkg/b.pyi": "from pkg import a\n",
+        "web/x.ts": 'import { y } from "./y";\nexport const x = 1;\n',
+        "web/y.d.ts": 'import { x } from "./x";\nexport declare const y: number;\n',
+    })
+    assert _resolved(index, tmp_path, "pkg/a.py") == {"pkg": ["pkg/b.pyi"]}
+    assert _resolved(index, tmp_path, "web/x.ts") == {"./y": ["web/y.d.ts"]}
+    assert index.import_cycles() == []

@@ -28,6 +28,7 @@ log = logging.getLogger("msa.index")
 
 _NO_RESOLUTION = Resolution((), False)
 _TREES_KEPT = 16
+_NEVER_RUN = (".pyi", ".d.ts")  # stubs and declaration files are never executed: no cycle edges
 # module text that can create names the syntax does not show
 _DYNAMIC_MARKERS = ("globals()", "sys.modules[", "global ", "exec(", "__dict__", "setattr(")
 
@@ -245,7 +246,8 @@ class WorkspaceIndex(Navigation):
             for target in res.targets:
                 if target != path:
                     self._importers[target].add(path)
-                    if imp.runtime and imp.kind != "mod" and entry.language != "rust":
+                    if imp.runtime and imp.kind != "mod" and entry.language != "rust" and not (
+                            path.endswith(_NEVER_RUN) or target.endswith(_NEVER_RUN)):
                         edges.add(target)
         self._resolutions[path] = resolutions
         self._edges[path] = edges
