@@ -197,7 +197,11 @@ def _python_fixes(path: str, text: str, imp: Import, target: str) -> list[tuple[
             header.append("from typing import TYPE_CHECKING\n")
         if header:
             at = _after_docstring(root)
-            edits.insert(0, (Range(at, 0, at, 0), "".join(header) + ("\n" if at else "")))
+            prefix = "".join(header) + ("\n" if at else "")
+            if (at, 0) == (stmt.start_point[0], stmt.start_point[1]):  # one edit, not two touching ones
+                edits = [(edits[0][0], prefix + edits[0][1])]
+            else:
+                edits.insert(0, (Range(at, 0, at, 0), prefix))
         return [(f"Break import cycle: import {target} only for type checking", edits)]
     return []
 
@@ -246,12 +250,17 @@ def _ts_type_use(node) -> bool:
     return False
 
 
-def break_cycle_fixes(path: str, text: str, imp: Import, target: str) -> list[CycleFix]:
-    """Edits that stop `imp` in `path` from running at load time, each checked by re-extracting the result."""
+def break_cycle_fixes(path: str, text: str, imp: Import, target: str,
+                      closing_specs: frozenset[str] = frozenset()) -> list[CycleFix]:
+    """Edits that stop `imp` in `path` from running at load time, each checked by re-extracting the
+    result: no import spelled like `imp` or like any other import of the same target (`closing_specs`)
+    may still run at load time."""
     language = language_of(path)
     if language == "python":
         candidates = _python_fixes(path, text, imp, target)
     elif language in ("typescript", "tsx"):
+        if imp.binds and imp.names or any(n.name == "default" for n in imp.names) and len(imp.names) > 1:
+            return []  # `import type` may not hold a default import and named bindings at once
         candidates = _ts_fixes(path, text, language, imp, target)
     else:
         return []
@@ -259,7 +268,7 @@ def break_cycle_fixes(path: str, text: str, imp: Import, target: str) -> list[Cy
     fixes = []
     for title, edits in candidates:
         after = extract(path, apply_edits(text, edits), language)
-        still_runtime = any(i.runtime and i.spec == imp.spec for i in after.imports)
+        still_runtime = any(i.runtime and i.spec in closing_specs | {imp.spec} for i in after.imports)
         if not still_runtime and len(after.syntax_errors) <= len(before.syntax_errors):
             fixes.append(CycleFix(title, {path: edits}))
     return fixes
@@ -277,7 +286,7 @@ def apply_edits(text: str, edits: list[tuple[Range, str]]) -> str:
             return len(text)
         return starts[line] + min(col, len(lines[line]))
 
-    for rng, new in sorted(edits, key=lambda e: (e[0][0], e[0][1]), reverse=True):
+    for rng, new in sorted(edits, key=lambda e: tuple(e[0]), reverse=True):
         text = text[: offset(rng[0], rng[1])] + new + text[offset(rng[2], rng[3]):]
     return text
 
@@ -295,7 +304,8 @@ def cycle_fixes(index, path: str, text: str | None, start: tuple[int, int], end:
     cycle = list(info.cycle)
     target = cycle[(cycle.index(path) + 1) % len(cycle)] if path in cycle else cycle[0]
     shown = os.path.relpath(target, index.root).replace(os.sep, "/") if index.root else target
-    return break_cycle_fixes(path, text, info.import_, shown)
+    closing = frozenset(i.spec for i, res in index.imports_of(path) if i.runtime and target in res.targets)
+    return break_cycle_fixes(path, text, info.import_, shown, closing)
 
 
 # ---- references and rename ----------------------------------------------------------------------
