@@ -150,3 +150,23 @@ def test_process_pool_gives_the_same_index_as_one_process(tmp_path):
     assert one.skipped == pool.skipped
     assert one.symbol_count() == pool.symbol_count() and one.edge_count() == pool.edge_count()
     assert one.all_diagnostics() == pool.all_diagnostics()
+
+
+def test_a_killed_parse_worker_does_not_lose_files(tmp_path, caplog):
+    import multiprocessing
+    import signal
+
+    for i in range(240):
+        (tmp_path / f"m{i}.py").write_text(f"def f{i}():\n    return {i}\n" * 20)
+    killed = []
+
+    def kill_workers(done, total):
+        if done and not killed:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGKILL)
+                killed.append(child.pid)
+
+    index = WorkspaceIndex()
+    index.build(str(tmp_path), progress=kill_workers, workers=2)
+    assert killed and len(index.files) == 240 and index.symbol_count() == 240 * 20
+    assert "parse workers failed" in caplog.text

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, NamedTuple
 
 from .discovery import read_source
@@ -66,15 +67,28 @@ def parse_many(files: list[tuple[str, str]], max_file_size: int, workers: int,
     # big files first so the pool's tail is short
     ordered = sorted(files, key=lambda item: -_size(item[0]))
     chunks = [ordered[i : i + CHUNK] for i in range(0, total, CHUNK)]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_parse_chunk, chunk, max_file_size) for chunk in chunks]
-        for future in futures:
-            for parsed in future.result():
-                yield parsed
-            done += CHUNK
-            if progress:
-                progress(min(done, total), total)
+    finished = 0
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_parse_chunk, chunk, max_file_size) for chunk in chunks]
+            for future in futures:
+                results = future.result()
+                finished += 1
+                yield from results
+                done += len(results)
+                if progress:
+                    progress(done, total)
+    except (BrokenProcessPool, OSError) as exc:
+        # a worker died (killed, out of memory) or could not start: finish here, say so in the log
+        log.warning("parse workers failed (%s); parsing the remaining %d files in this process",
+                    exc, total - done)
+        for chunk in chunks[finished:]:
+            for path, language in chunk:
+                yield parse_one(path, language, max_file_size)
+                done += 1
+                if progress and (done % 16 == 0 or done == total):
+                    progress(done, total)
 
 
 def _size(path: str) -> int:
