@@ -6,7 +6,10 @@ import asyncio
 import os
 import signal
 
+import pytest
+
 from lsp.worker_client import WorkerClient, WorkerSettings
+from lsp.worker_connection import WorkerUnavailable
 from tests.worker.conftest import WorkerProcess
 
 FILES = {"util.py": "def helper(x):\n    return x * 2\n", "app.py": "from util import helper\nvalue = helper(3)\n"}
@@ -15,6 +18,11 @@ FILES = {"util.py": "def helper(x):\n    return x * 2\n", "app.py": "from util i
 async def _text(client: WorkerClient) -> str:
     stream = await client.complete(path="app.py", prefix="value = ", suffix="\n", max_tokens=6)
     return await stream.text()
+
+
+async def stream_rest(pieces) -> None:
+    async for _ in pieces:
+        pass
 
 
 async def test_only_changed_files_cross_and_a_killed_worker_is_replaced(tiny_model):
@@ -36,7 +44,12 @@ async def test_only_changed_files_cross_and_a_killed_worker_is_replaced(tiny_mod
         assert (await _text(client)).strip()
 
         first_pid = client.pid
+        stream = await client.complete(path="app.py", prefix="value = ", suffix="\n", max_tokens=1500)
+        pieces = aiter(stream)
+        assert await anext(pieces)
         os.kill(first_pid, signal.SIGKILL)
+        with pytest.raises(WorkerUnavailable):  # the stream ends with a clear error, it does not hang
+            await asyncio.wait_for(stream_rest(pieces), 10)
         for _ in range(200):
             if "restarting" in states and client.state == "ready":
                 break
