@@ -1,7 +1,8 @@
 """Reads and parses many files, in worker processes when there are enough of them.
 
 Workers are started with the "spawn" method (safe inside a threaded server) and return compact
-FileFacts plus the text; nothing tree-sitter crosses the process boundary.
+FileFacts plus the text; nothing tree-sitter crosses the process boundary. If a worker dies, the
+files not yet returned are parsed in this process and a warning is logged.
 """
 
 from __future__ import annotations
