@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp.index import IndexOptions, WorkspaceIndex
+from lsp.index import IndexOptions, Range, WorkspaceIndex
 
 MULTI = Path(__file__).parent / "fixtures" / "multi"
 
@@ -317,3 +317,14 @@ def test_references_to_a_module_name_skip_functions_where_it_is_a_local(workspac
     [definition] = [d for d in index.definitions("total")]
     found = sorted((os.path.basename(loc.path), loc.range.start_line) for loc in index.references_to(definition))
     assert found == [("shadow_lib.py", 0), ("shadow_use.py", 0), ("shadow_use.py", 4)]
+
+
+def test_buffer_with_a_lone_surrogate_is_indexed_with_code_point_columns(tmp_path):
+    index = WorkspaceIndex(str(tmp_path))
+    index.build(workers=1)
+    path = str(tmp_path / "odd.py")
+    text = 's = "\ud83d"; value = 1\ndef f(:\n'
+    assert index.update_file(path, text) == ""
+    [value] = index.definitions("value")
+    assert value.name_range == Range(0, 9, 0, 14)
+    assert [d.code for d in index.diagnostics(path)] == ["syntax-error"]

@@ -15,13 +15,22 @@ from .model import Definition, FileFacts, Range
 MAX_SYNTAX_ERRORS = 50
 
 
+def decode(data: bytes) -> str:
+    """UTF-8 bytes back to text, keeping lone surrogates; bytes cut mid-character become U+FFFD."""
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace")
+
+
 class Source:
     """One file's bytes plus helpers that turn tree-sitter nodes into code-point ranges and text."""
 
     def __init__(self, path: str, text: str):
         self.path = path
         self.text = text
-        self.data = text.encode("utf-8")
+        # lone surrogates (a client's broken UTF-16) survive as 3-byte sequences, one code point each
+        self.data = text.encode("utf-8", "surrogatepass")
         self.ascii = len(self.data) == len(text)
         self._lines: list[bytes] | None = None
 
@@ -31,7 +40,7 @@ class Source:
         if self._lines is None:
             self._lines = self.data.split(b"\n")
         line = self._lines[row] if row < len(self._lines) else b""
-        return len(line[:byte_col].decode("utf-8", "replace"))
+        return len(decode(line[:byte_col]))
 
     def range(self, node) -> Range:
         (sr, sc), (er, ec) = node.start_point, node.end_point
@@ -40,7 +49,7 @@ class Source:
         return Range(sr, self.col(sr, sc), er, self.col(er, ec))
 
     def node_text(self, node) -> str:
-        return self.data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+        return decode(self.data[node.start_byte : node.end_byte])
 
     def definition(self, name_node, full_node, kind: str, container: str, name: str | None = None) -> Definition:
         return Definition(self.path, name if name is not None else self.node_text(name_node), kind, container,
@@ -223,17 +232,17 @@ def _identifier_query(language: str):
 def identifiers(path: str, text: str, language: str, name: str | None = None) -> list[tuple[str, Range]]:
     """Every identifier occurrence (name, range) in source order, optionally only those spelled `name`."""
     src = Source(path, text)
-    if name is not None and name.encode("utf-8") not in src.data:
+    if name is not None and name.encode("utf-8", "surrogatepass") not in src.data:
         return []
     tree = parser(language).parse(src.data)
     query, cursor_class = _identifier_query(language)
     nodes = cursor_class(query).captures(tree.root_node).get("id", [])
-    wanted = name.encode("utf-8") if name is not None else None
+    wanted = name.encode("utf-8", "surrogatepass") if name is not None else None
     out = []
     for node in nodes:
         raw = src.data[node.start_byte : node.end_byte]
         if wanted is not None and raw != wanted:
             continue
-        out.append((raw.decode("utf-8", "replace"), src.range(node)))
+        out.append((decode(raw), src.range(node)))
     out.sort(key=lambda item: item[1])
     return out

@@ -56,7 +56,7 @@ _NOT_VARIABLES = {("attribute", "attribute"), ("member_expression", "property"),
 
 def _names_in_scope(path: str, text: str, language: str, scope: Range, name: str):
     src = Source(path, text)
-    wanted = name.encode("utf-8")
+    wanted = name.encode("utf-8", "surrogatepass")
     if wanted not in src.data:
         return src, []
     tree = parser(language).parse(src.data)

@@ -110,10 +110,11 @@ class WorkspaceIndex(Navigation):
                 self._config[path] = text
                 self._relink_all()
                 return "not a source file (config)"
-            reason = path_excluded(self.root, path, self.options) if self.root else ""
+            known = path in self._files  # already accepted: skip the gitignore walk on every keystroke
+            reason = path_excluded(self.root, path, self.options) if self.root and not known else ""
             if not reason and language_of(path) is None and path not in self._files:
                 reason = "unsupported language"
-            if not reason and len(text) > self.options.max_file_size // 4 and len(text.encode("utf-8")) > self.options.max_file_size:
+            if not reason and len(text) > self.options.max_file_size // 4 and len(text.encode("utf-8", "surrogatepass")) > self.options.max_file_size:
                 reason = f"too large (over {self.options.max_file_size} bytes)"
             if reason:
                 return reason
