@@ -56,6 +56,7 @@ class WorkspaceIndex(Navigation):
         self._overlays: dict[str, str] = {}
         self._trees: dict[str, tuple] = {}  # path -> (bytes, tree), recently edited files only
         self._removed_during_build: set[str] = set()
+        self._line_cache: dict[str, tuple[str, list[str]]] = {}  # path -> (text, its lines)
         self._by_name: dict[str, dict[str, list[Definition]]] = defaultdict(dict)  # name -> path -> defs
         self._layout = Layout(self.root, {}, {})
         self._edges: dict[str, set[str]] = {}  # runtime, cycle-relevant edges
@@ -314,8 +315,16 @@ class WorkspaceIndex(Navigation):
         return entry.text if entry else None
 
     def line_text(self, path: str, line: int) -> str:
-        text = self.text(path) or ""
-        lines = text.split("\n")
+        """One line of the indexed text ("" past the end), without its line break."""
+        with self._lock:
+            text = self.text(path) or ""
+            cached = self._line_cache.get(path)
+            if cached is None or cached[0] is not text:
+                cached = (text, text.split("\n"))
+                self._line_cache[path] = cached
+                while len(self._line_cache) > _TREES_KEPT:
+                    self._line_cache.pop(next(iter(self._line_cache)))
+        lines = cached[1]
         return lines[line].rstrip("\r") if 0 <= line < len(lines) else ""
 
     def language_counts(self) -> dict[str, int]:
