@@ -209,6 +209,20 @@ function scenarios.debounce(result)
   wait_until(2000, "the second request", function() return overlap.requests == 2 end)
   restore2()
   result.overlap = overlap
+  -- :MsaToggleInline turns ghost text off here and tells the server
+  local notify, sent = client.notify, {}
+  client.notify = function(self, method, params)
+    if method == "workspace/didChangeConfiguration" then table.insert(sent, params) end
+    return notify(self, method, params)
+  end
+  vim.cmd("MsaToggleInline")
+  client.notify = notify
+  local off, restore3 = spy(client)
+  vim.api.nvim_input("z")
+  sleep(300)
+  restore3()
+  result.toggled = { requests = off.requests, sent = sent,
+    extmarks = #vim.api.nvim_buf_get_extmarks(buf, require("msa_lsp.inline").namespace, 0, -1, {}) }
 end
 
 local function finish(ok, result)

@@ -126,7 +126,7 @@ def test_setup_table_has_exactly_the_server_settings(tmp_path):
     assert seen["typo"] == "msa_lsp: unknown setting msa.worker.adress"
 
 
-def test_typing_debounces_and_cancels_the_previous_request(tmp_path, workspace, tiny_model):
+def test_typing_debounces_cancels_and_toggles(tmp_path, workspace, tiny_model):
     result = run_scenario(tmp_path, workspace, "debounce", timeout=150, file="py/app/models.py", line=17,
                           settings={"model": str(tiny_model)})
     # five keys 5 ms apart with a 30 ms debounce: one request, for the text after the last key
@@ -135,6 +135,11 @@ def test_typing_debounces_and_cancels_the_previous_request(tmp_path, workspace, 
     # a key typed while a request is in flight cancels it before the next one goes out
     assert result["overlap"]["requests"] == 2, result
     assert result["overlap"]["cancelled"] == [result["overlap"]["ids"][0]], result
+    # toggled off: no more requests, no ghost text, and the server hears the new setting
+    toggled = result["toggled"]
+    assert toggled["requests"] == 0 and toggled["extmarks"] == 0, toggled
+    assert [s["settings"]["msa"]["inlineCompletion"]["enable"] for s in toggled["sent"]] == [False]
+    assert toggled["sent"][0]["settings"]["msa"]["model"], "the full section is sent, not only the changed key"
 
 
 def test_statusline_text_for_each_state(tmp_path):

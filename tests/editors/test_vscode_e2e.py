@@ -115,3 +115,6 @@ def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace, tiny_model):
     last_line = result["inlineSaved"].rstrip("\n").split("\n")[-1]
     assert last_line.startswith(typed + ghost), (last_line, ghost)
     assert (ARTIFACTS / "vscode-e2e.png").stat().st_size > 10_000
+    # commands: "Show server log" shows the server's stderr, "Toggle inline completion" turns it off
+    assert re.search(r"\[info\] lsp\.\w+: ", result["logLine"]), result["logLine"]  # at its own level, not [error]
+    assert json.loads(result["toggledSettings"])["msa.inlineCompletion.enable"] is False

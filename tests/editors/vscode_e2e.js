@@ -160,6 +160,23 @@ async function main() {
     }
     await page.screenshot({ path: spec.screenshot });
     mark('screenshot');
+
+    // (5) commands: the log channel carries the server's stderr; the toggle writes the user setting
+    await runCommand(page, 'msa-lsp: Show server log');
+    result.logLine = await until('the server log in the output channel', async () => {
+      const raw = await page.locator('.part.panel .monaco-editor .view-lines').first().textContent().catch(() => '');
+      const text = (raw || '').replace(/\u00a0/g, ' ');
+      return /\[info\] lsp\.\w+: /.test(text || '') && text;
+    });
+    mark('log');
+    const settingsPath = path.join(spec.userData, 'User', 'settings.json');
+    await runCommand(page, 'msa-lsp: Toggle inline completion');
+    result.toggledSettings = await until('msa.inlineCompletion.enable written to settings.json', () => {
+      const text = fs.readFileSync(settingsPath, 'utf8');
+      return /"msa\.inlineCompletion\.enable":\s*false/.test(text) && text;
+    });
+    mark('toggle');
+    await page.screenshot({ path: spec.screenshot.replace(/\.png$/, '-log.png') });
   } catch (err) {
     result.error = String(err && err.stack || err);
     if (browser) {

@@ -4,6 +4,7 @@
  * registers the msa-lsp commands. Decisions live in settings.ts, status.ts and launch.ts; this file
  * only wires them to VS Code.
  */
+import { createInterface } from 'readline';
 import * as vscode from 'vscode';
 import {
   DidChangeConfigurationNotification,
@@ -14,6 +15,7 @@ import {
   State,
 } from 'vscode-languageclient/node';
 import { spawnServer } from './launch';
+import { createLogRouter } from './serverLog';
 import { SECTION, affectsLaunch, affectsServer, configurationChange, serverLaunch, serverSettings } from './settings';
 import { MsaStatus, StatusView, describeStatus, startingView, stoppedView, validateStatus } from './status';
 
@@ -63,6 +65,14 @@ function show(view: StatusView): void {
   statusItem.show();
 }
 
+function pipeLog(input: NodeJS.ReadableStream, channel: vscode.LogOutputChannel): void {
+  const route = createLogRouter();
+  createInterface({ input, crlfDelay: Infinity, terminal: false }).on('line', (line) => {
+    const { level, text } = route(line);
+    channel[level](text);
+  });
+}
+
 function createClient(context: vscode.ExtensionContext): LanguageClient {
   const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const serverOptions: ServerOptions = () => spawnServer(serverLaunch(reader()), { cwd: folder });
@@ -70,6 +80,9 @@ function createClient(context: vscode.ExtensionContext): LanguageClient {
     documentSelector: DOCUMENT_LANGUAGES.map((language) => ({ scheme: 'file', language })),
     initializationOptions: serverSettings(reader()),
     outputChannel: output,
+    // server log lines keep their level in the channel (the client default marks all stderr as errors);
+    // stdout is only handed here by transports other than the stdio one we use
+    stdioOptions: { stdout: pipeLog, stderr: pipeLog },
     middleware: {
       provideInlineCompletionItems: (document, position, ctx, token, next) =>
         config().get<boolean>('inlineCompletion.enable', true) ? next(document, position, ctx, token) : null,
