@@ -5,7 +5,7 @@ types; the server wraps it and converts positions.
 Contract (positions are 0-based line and column in code points; ranges are half-open; paths are
 absolute strings as given, never resolved through symlinks):
 
-    index = WorkspaceIndex()
+    index = WorkspaceIndex(root=None, options=None)   # both may also be given to build()
     index.build(root, IndexOptions(max_file_size=1_000_000, exclude=("*.min.js",), include_secrets=False),
                 progress=lambda done, total: ..., workers=None)   # walks, parses (process pool), links
     index.update_file(path, text) -> ""|reason    # open buffer text; wins over disk until reload/remove
@@ -14,6 +14,7 @@ absolute strings as given, never resolved through symlinks):
     index.files, index.skipped (list[SkippedFile(path, reason)]), index.language_counts(),
     index.symbol_count(), index.edge_count(), index.build_seconds, index.text(path), index.line_text(path, n)
     index.language(path) -> "python"|"typescript"|"tsx"|"javascript"|"go"|"rust"|None
+    index.word_at(path, line, col) -> (word, Range) | None   # the identifier-like word at a position
 
     index.definitions(name) -> list[Definition(path, name, kind, container, name_range, full_range)]
     index.definition_at(path, line, col) -> list[Definition]   # kind "module" (zero ranges) for a file;
@@ -37,7 +38,8 @@ absolute strings as given, never resolved through symlinks):
 Definition kinds: function, method, class, struct, interface, trait, enum, type, module, constant,
 variable, macro. Import(spec, names, binds, range, spec_range, runtime, wildcard, kind): runtime is
 False for function-local / TYPE_CHECKING Python imports and TS `import type` (never cycle edges);
-Rust `mod`/`use` never form cycles (Rust allows them). Every public method is thread-safe.
+Rust `mod`/`use`, stubs (.pyi) and declaration files (.d.ts) never form cycles. The walk always
+skips .git/, .hg/, .svn/ and __pycache__/. Every public method is thread-safe.
 """
 
 from .model import Definition, Diagnostic, FileFacts, Import, ImportedName, IndexOptions, Range, SkippedFile
