@@ -17,6 +17,7 @@ COMMANDS = {
     "doctor": "lsp.doctor:main",
     "worker": "inference.worker:main",
     "complete": "lsp.complete_cli:main",
+    "train": "inference.training.cli:main",
 }
 
 
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("location", metavar="FILE:LINE:COL")
     complete.add_argument("--model", help="model directory (default: the bundled model)")
     complete.add_argument("--max-tokens", type=int, default=64)
+
+    train = sub.add_parser("train", help="build data, train the tokenizer or train the bundled model", add_help=False)
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help="see `msa-lsp train --help`")
     return parser
 
 

@@ -182,16 +182,18 @@ class Attention(nn.Module):
 
 
 def grouped_attention(q, k, v, support: torch.Tensor) -> torch.Tensor:
-    """Softmax GQA attention of q [B, H, T, d] over k/v [B, G, T, d] where support [B, 1 or G, T, T] is True."""
+    """Softmax GQA attention of q [B, H, T, d] over k/v [B, G, T, d] where support [B, 1 or G, T, T] is True.
+
+    Query heads are folded per KV group into the batch so one [T, T] mask serves a group's heads (memory-efficient
+    SDPA kernel on CUDA, math kernel on CPU)."""
     B, H, T, d = q.shape
     G = k.shape[1]
-    if support.shape[1] == 1:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=support, enable_gqa=True)
     per = H // G
     qg = q.reshape(B * G, per, T, d)
-    kg = k.reshape(B * G, 1, T, d).expand(B * G, per, T, d)
-    vg = v.reshape(B * G, 1, T, d).expand(B * G, per, T, d)
-    out = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=support.reshape(B * G, 1, T, T))
+    kg = k.reshape(B * G, 1, T, d).expand(B * G, per, T, d).contiguous()
+    vg = v.reshape(B * G, 1, T, d).expand(B * G, per, T, d).contiguous()
+    mask = support.expand(B, G, T, T).reshape(B * G, 1, T, T)
+    out = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask)
     return out.reshape(B, H, T, d)
 
 

@@ -120,20 +120,25 @@ def lr_at(tc: TrainConfig, step: int, progress: float) -> float:
     return tc.lr * warm * cosine
 
 
-def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: torch.device) -> list[dict]:
+def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: torch.device, checkpoint=None) -> list[dict]:
+    """Runs the optimiser until the step or time budget is spent; calls `checkpoint` once at the sparse switch."""
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=tc.lr, betas=(0.9, 0.95), fused=device.type == "cuda")
     gen = torch.Generator(device=device).manual_seed(tc.seed)
     history, start, step, tokens = [], time.time(), 0, 0
-    acc = {"ce": 0.0, "kl": 0.0, "n": 0}
+    history_marks: dict = {}
     while True:
         elapsed = time.time() - start
         progress = step / tc.steps if tc.steps else elapsed / (tc.minutes * 60)
         if progress >= 1.0:
             break
         sparse = progress >= tc.warmup_frac
+        if sparse and not history_marks.get("switched"):
+            history_marks["switched"] = True
+            if checkpoint is not None:
+                checkpoint()
         b = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in prefetch.next().items()}
         vis = visibility(b["grp"], b["doc"], b["tail"], b["pad"])
         rows = sample_kl_rows(b["tail"], b["pad"], tc.kl_rows, gen)
@@ -149,7 +154,6 @@ def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: 
         opt.step()
         step += 1
         tokens += int((b["labels"] >= 0).sum())
-        acc["ce"] += ce.item() if step % tc.log_every == 0 or tc.steps else 0.0
         if step % tc.log_every == 0 or tc.steps:
             entry = {"step": step, "seconds": round(time.time() - start, 1), "tokens": tokens, "ce": round(ce.item(), 4),
                      "kl": round(kl.item(), 4) if kl is not None else None, "lr": opt.param_groups[0]["lr"], "sparse": sparse}
@@ -167,6 +171,10 @@ def run(args) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     data_dir, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(handler)
     enc = Encoder(load_tokenizer(Path(args.tokenizer)))
     python_site = None if args.python_site == "none" else (args.python_site or site.getsitepackages()[0])
     t0 = time.time()
@@ -179,11 +187,16 @@ def run(args) -> int:
     model = MSAForTraining(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters, %s", n_params, cfg.to_dict())
-    tc = TrainConfig(seq_len=args.seq_len, batch=args.batch, lr=args.lr, minutes=args.minutes, steps=args.steps,
-                     warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every)
+    minutes = args.minutes
+    if args.deadline_minutes:
+        minutes = min(minutes, args.deadline_minutes - (time.time() - t0) / 60 - args.reserve_minutes)
+        log.info("training for %.2f minutes", minutes)
+    tc = TrainConfig(seq_len=args.seq_len, batch=args.batch, lr=args.lr, minutes=minutes, steps=args.steps,
+                     warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every,
+                     warmup_steps=args.lr_warmup_steps)
     prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed)
-    history = train(model, prefetch, tc, device)
-    save_checkpoint(model, out, Path(args.tokenizer))
+    history = train(model, prefetch, tc, device, checkpoint=lambda: save_checkpoint(model, out, None))
+    save_checkpoint(model, out, None)
     report = {"parameters": n_params, "train_data": {"projects": len(projects), "tokens": n_tokens},
               "tokens_seen": history[-1]["tokens"] if history else 0, "steps": history[-1]["step"] if history else 0,
               "history": history, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
