@@ -16,7 +16,9 @@ import {
 } from 'vscode-languageclient/node';
 import { spawnServer } from './launch';
 import { createLogRouter } from './serverLog';
-import { SECTION, affectsLaunch, affectsServer, configurationChange, serverLaunch, serverSettings } from './settings';
+import {
+  SECTION, affectsLaunch, affectsServer, configurationAnswers, configurationChange, serverLaunch, serverSettings,
+} from './settings';
 import { MsaStatus, StatusView, describeStatus, startingView, stoppedView, validateStatus } from './status';
 
 const CLIENT_ID = 'msa';
@@ -84,6 +86,12 @@ function createClient(context: vscode.ExtensionContext): LanguageClient {
     // stdout is only handed here by transports other than the stdio one we use
     stdioOptions: { stdout: pipeLog, stderr: pipeLog },
     middleware: {
+      workspace: {
+        configuration: async (params, token, next) => {
+          const answers = await next(params, token);
+          return Array.isArray(answers) ? configurationAnswers(params.items, answers, reader()) : answers;
+        },
+      },
       provideInlineCompletionItems: (document, position, ctx, token, next) =>
         config().get<boolean>('inlineCompletion.enable', true) ? next(document, position, ctx, token) : null,
     },
@@ -157,7 +165,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('msa.toggleInlineCompletion', toggleInlineCompletion),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (affectsLaunch(event.affectsConfiguration)) {
-        await client?.stop();
+        await client?.stop().catch(() => undefined); // a client that never started cannot stop
         await startClient(context);
       } else if (affectsServer(event.affectsConfiguration) && client?.isRunning()) {
         await client.sendNotification(DidChangeConfigurationNotification.type, configurationChange(reader()));

@@ -110,3 +110,16 @@ export function serverLaunch(get: SettingReader): ServerLaunch {
   }
   return { command: 'msa-lsp', args: ['serve'] };
 }
+
+/**
+ * Answers to the server's workspace/configuration request: for the "msa" section, the server keys
+ * only (VS Code's own answer would carry the launcher keys too, which the server would flag as
+ * unknown); other sections keep VS Code's answer.
+ */
+export function configurationAnswers(
+  items: { section?: string }[],
+  vscodeAnswers: unknown[],
+  get: SettingReader,
+): unknown[] {
+  return items.map((item, i) => (item.section === SECTION ? serverSettings(get) : vscodeAnswers[i]));
+}

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  CLIENT_KEYS, SERVER_KEYS, affectsLaunch, affectsServer, configurationChange, defaultOf, serverLaunch, serverSettings,
+  CLIENT_KEYS, SERVER_KEYS, affectsLaunch, affectsServer, configurationAnswers, configurationChange, defaultOf, serverLaunch,
+  serverSettings,
 } from '../src/settings';
 
 const reader = (values: Record<string, unknown>) => (key: string) => values[key];
@@ -68,4 +69,15 @@ test('serverLaunch: command, python, default, errors', () => {
   assert.deepEqual(serverLaunch(reader({})), { command: 'msa-lsp', args: ['serve'] });
   assert.throws(() => serverLaunch(reader({ 'server.command': 'msa-lsp serve' })), /array of strings/);
   assert.throws(() => serverLaunch(reader({ 'server.command': [' ', 'serve'] })), /empty program/);
+});
+
+test('configurationAnswers replaces the msa section and keeps others', () => {
+  const answers = configurationAnswers(
+    [{ section: 'msa' }, { section: 'editor' }],
+    [{ server: { python: '/x' }, model: 'm' }, { tabSize: 4 }],
+    reader({ model: 'm' }),
+  ) as any[];
+  assert.equal(answers[0].model, 'm');
+  assert.equal('server' in answers[0], false);
+  assert.deepEqual(answers[1], { tabSize: 4 });
 });
