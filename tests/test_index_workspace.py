@@ -328,3 +328,14 @@ def test_buffer_with_a_lone_surrogate_is_indexed_with_code_point_columns(tmp_pat
     [value] = index.definitions("value")
     assert value.name_range == Range(0, 9, 0, 14)
     assert [d.code for d in index.diagnostics(path)] == ["syntax-error"]
+
+
+def test_renaming_an_imported_name_updates_the_importers_diagnostics(workspace):
+    index, root = workspace
+    models = _p("py/app/models.py", root)
+    original = index.text(models)
+    index.update_file(models, original.replace("def make_service", "def build_service"))
+    [d] = [d for d in index.diagnostics(_p("py/app/util.py", root)) if "make_service" in d.message]
+    assert d.code == "unresolved-import" and "make_service is neither defined in py/app/models.py" in d.message
+    index.update_file(models, original)
+    assert not [d for d in index.diagnostics(_p("py/app/util.py", root)) if "make_service" in d.message]

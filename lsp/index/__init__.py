@@ -8,7 +8,9 @@ absolute strings as given, never resolved through symlinks):
     index = WorkspaceIndex(root=None, options=None)   # both may also be given to build()
     index.build(root, IndexOptions(max_file_size=1_000_000, exclude=("*.min.js",), include_secrets=False),
                 progress=lambda done, total: ..., workers=None)   # walks, parses (process pool), links
-    index.update_file(path, text) -> ""|reason    # open buffer text; wins over disk until reload/remove
+    index.update_file(path, text) -> ""|reason    # open buffer text; wins over disk until reload/remove.
+        When the file's top-level names change, its importers are re-resolved too: republish
+        diagnostics for importers_of(path) as well as for the file and the files on cycles
     index.reload_file(path) -> ""|reason          # re-read from disk (didClose, watched-file change)
     index.remove_file(path)                       # deleted file
     index.files, index.skipped (list[SkippedFile(path, reason)]), index.language_counts(),

@@ -122,12 +122,14 @@ class WorkspaceIndex(Navigation):
             self._overlays[path] = text
             is_new = path not in self._files
             old_edges = self._edges.get(path, set())
+            old_names = None if is_new else (self._names_in(path), self._static_names(path))
             self._store(path, text)
             if is_new:
                 self._relink_all()
             else:
                 self._resolve_file(path)
-                if self._files[path].language == "rust":  # importers check names against this file
+                if (self._names_in(path), self._static_names(path)) != old_names:
+                    # importers check the names they take against this file's names
                     for importer in list(self._importers.get(path, ())):
                         self._resolve_file(importer)
                 if self._edges.get(path, set()) != old_edges:
