@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import socket
 import time
 
 import msgpack
 import pytest
 
 from inference import protocol
+from lsp.worker_client import WorkerClient, WorkerSettings
 from tests.worker.conftest import WorkerProcess, greeted
 
 H_A = protocol.content_hash("def add(a, b):\n    return a + b\n")
@@ -169,7 +170,18 @@ def test_killed_worker_ends_the_stream_with_a_closed_connection(tiny_model, tmp_
         process.stop()
 
 
-def test_tcp_needs_the_token(tiny_model, tmp_path):
+async def _complete_through_client(address: str, token_file) -> str:
+    client = WorkerClient(WorkerSettings(address=address, token_file=str(token_file)))
+    client.start()
+    try:
+        assert await client.wait_ready(30)
+        stream = await client.complete(path="app.py", prefix="value = ", suffix="\n", max_tokens=6)
+        return await stream.text()
+    finally:
+        await client.stop()  # a configured worker is left running
+
+
+def test_tcp_needs_the_token_and_shutdown_ends_the_worker(tiny_model, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
     process = WorkerProcess(["--model", str(tiny_model), "--device", "cpu", "--listen", "127.0.0.1:0",
@@ -183,6 +195,10 @@ def test_tcp_needs_the_token(tiny_model, tmp_path):
             assert sock.recv(1) == b""  # and the worker hangs up
         sock = greeted(process, token="s3cret-token")
         assert_still_serving(sock)
+        # the server's client, configured with msa.worker.address and tokenFile, completes through it
+        assert asyncio.run(_complete_through_client(process.address, token_file)).strip()
+        assert ask(sock, protocol.simple("shutdown", 2)) == {"op": "ok", "id": 2}
+        assert process.proc.wait(timeout=15) == 0
     finally:
         process.stop()
 
@@ -196,14 +212,3 @@ def test_tcp_without_a_token_file_does_not_start():
                             text=True, timeout=60, env=worker_env())
     assert result.returncode != 0 and "--token-file" in result.stderr
 
-
-def test_shutdown_answers_then_the_worker_exits(tiny_model, tmp_path):
-    os.chmod(tmp_path, 0o700)
-    process = WorkerProcess(["--model", str(tiny_model), "--device", "cpu", "--socket", str(tmp_path / "s.sock")])
-    try:
-        sock = greeted(process)
-        assert ask(sock, protocol.simple("shutdown", 2)) == {"op": "ok", "id": 2}
-        assert process.proc.wait(timeout=15) == 0
-        assert not os.path.exists(tmp_path / "s.sock")
-    finally:
-        process.stop()
