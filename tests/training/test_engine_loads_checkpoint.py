@@ -1,0 +1,62 @@
+"""The serving engine loads what the trainer writes and scores a file exactly as the training model does, in the
+parallel layout (shared prefix, file at positions after the prefix, live tail at prefix + tail offset)."""
+
+import shutil
+
+import numpy as np
+import torch
+
+from inference.training.batches import SEGMENT_CAP, visibility
+from inference.training.export import save_checkpoint
+from inference.training.model import MSAForTraining
+from tests.training.conftest import TOKENIZER
+
+
+def _training_logprobs(model, tok, repo_file: tuple[str, str] | None, path: str, text: str):
+    prefix = tok.encode("<|repo_name|>repo\n").ids
+    p = len(prefix)
+    ids, pos, doc, tail = list(prefix), list(range(p)), [0] * p, [False] * p
+    if repo_file:
+        seg = tok.encode(f"<|file_sep|>{repo_file[0]}\n{repo_file[1]}").ids
+        ids += seg
+        pos += list(range(p, p + len(seg)))
+        doc += [1] * len(seg)
+        tail += [False] * len(seg)
+    live = tok.encode(f"<|file_sep|>{path}\n{text}").ids
+    start = len(ids)
+    ids += live
+    pos += list(range(p + SEGMENT_CAP, p + SEGMENT_CAP + len(live)))
+    doc += [2] * len(live)
+    tail += [True] * len(live)
+    t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt)[None]
+    T = len(ids)
+    vis = visibility(t([0] * T, torch.long), t(doc, torch.long), t(tail, torch.bool), t([False] * T, torch.bool))
+    with torch.no_grad():
+        logits, _ = model(t(ids, torch.long), t(pos, torch.long), vis, sparse=True)
+    logp = torch.log_softmax(logits[0].double(), -1)
+    return [float(logp[start + i - 1, live[i]]) for i in range(1, len(live))]
+
+
+def test_engine_scores_like_the_training_model(tmp_path, tiny_config, tokenizer):
+    from inference.engine import Engine
+
+    torch.manual_seed(0)
+    tiny_config.max_position_embeddings = 4096
+    model = MSAForTraining(tiny_config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.1)
+    save_checkpoint(model, tmp_path, TOKENIZER, dtype=torch.float32)
+    engine = Engine(str(tmp_path), device="cpu", dtype=torch.float32, layout="parallel", attention="sparse")
+    other = ("pkg/util.py", "def scale(value):\n    return value * 3\n")
+    text = "from pkg.util import scale\n\nprint(scale(4))\n"
+    engine.sync(add=[(other[0], "h1", other[1])], drop=[])
+    ours = _training_logprobs(model, tokenizer, other, "pkg/main.py", text)
+    theirs = [lp for _, _, lp in engine.score("pkg/main.py", text, 0, len(text))]
+    header = len(tokenizer.encode("<|file_sep|>pkg/main.py\n").ids)
+    ours = ours[header - 1:]  # the engine scores the text's tokens, not the header's
+    assert len(theirs) == len(ours) > 5
+    assert np.allclose(theirs, ours, atol=1e-4), np.abs(np.asarray(theirs) - np.asarray(ours)).max()
+    alone = _training_logprobs(model, tokenizer, None, "pkg/main.py", text)
+    assert not np.allclose(alone[header - 1:], ours, atol=1e-4), "the repository file must change the scores"
