@@ -175,7 +175,7 @@ class WorkspaceState:
         log.info("indexed %d files in %.2fs", total, time.monotonic() - started)
         if token:
             self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{total} files indexed"))
-        self._publish_everything()  # before "ready", so a client seeing ready has every file's diagnostics
+        await self._publish_everything_async()  # before "ready": a client seeing ready has every file's diagnostics
         self._set_index_status("ready", total, total)
         self._notify(None)
 
@@ -284,17 +284,28 @@ class WorkspaceState:
 
     def _publish_everything(self) -> None:
         self._files_on_cycles()
-        paths = set(self.index.files)
-        for path in paths | set(self._published):
+        for path in set(self.index.files) | set(self._published):
             self._publish(path)
 
-    def _publish(self, path: str) -> None:
-        """Pushes `path`'s diagnostics when they differ from what the client has; never for a stale version."""
+    async def _publish_everything_async(self) -> None:
+        """Like _publish_everything, with the index's diagnostics computed off the event loop."""
+        index = self.index
+        found = await asyncio.get_running_loop().run_in_executor(None, index.all_diagnostics)
+        if index is not self.index:
+            return
+        self._files_on_cycles()
+        for path in set(found) | set(self._published):
+            self._publish(path, found.get(path, []))
+
+    def _publish(self, path: str, found=None) -> None:
+        """Pushes `path`'s diagnostics (`found`, else asked of the index) when they differ from what the
+        client has; never for a stale version."""
         doc = self.server.documents.by_path(path)
         if doc is not None and path in self._dirty:
             return  # a newer edit is waiting; its own timer publishes
-        found = self.index.diagnostics(path)
-        lines = self.lines_for(path)
+        if found is None or doc is not None:
+            found = self.index.diagnostics(path)
+        lines = self.lines_for(path) if found else []
         diagnostics = [convert.diagnostic(lines, d, self.server.encoding) for d in found]
         version = doc.version if doc is not None else None
         if doc is None and self._published.get(path, []) == diagnostics:
