@@ -9,6 +9,7 @@ Not the place for acting on settings (server.py and the worker client do that).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,3 +168,13 @@ def parse_options(raw: Any) -> tuple[Options, list[str]]:
     if isinstance(raw, dict) and set(raw) == {SECTION}:
         raw = raw[SECTION]
     return _build(Options, raw, SECTION, warnings), warnings
+
+
+def settings_table() -> str:
+    """docs/settings.md's table: one row per key with type, default and meaning."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key in SETTING_KEYS:
+        kind = " \\| ".join(f'"{c}"' for c in key.choices) if key.choices else key.kind
+        default = json.dumps(int(key.default) if isinstance(key.default, float) and key.default.is_integer() else key.default)
+        rows.append(f"| `{key.name}` | {kind} | `{default}` | {key.doc} |")
+    return "\n".join(rows) + "\n"

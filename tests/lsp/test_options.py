@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pathlib
 import sys
 
 import pytest
@@ -68,3 +69,9 @@ async def test_bad_initialization_options_are_shown_and_defaulted(configured):
     await client.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
     assert "msa.completion.debounceMs" in client.messages[-1].message
     assert await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User"))
+
+
+def test_docs_settings_table_matches_the_options():
+    from lsp.options import settings_table
+    docs = (pathlib.Path(__file__).parent.parent.parent / "docs" / "settings.md").read_text()
+    assert docs.endswith(settings_table())
