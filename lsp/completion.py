@@ -217,8 +217,8 @@ class CompletionService:
     # ------------------------------------------------------------------------------------ requests
 
     async def _request_text(self, uri: str, position: types.Position, *, kind: str, debounce: bool,
-                            wait_for_worker: bool):
-        """(document, line, column, completion text); None when there is nothing to offer.
+                            wait_for_worker: bool, selected: types.SelectedCompletionInfo | None = None):
+        """(document, line, start column, end column, text to put there); None when there is nothing to offer.
 
         One request per (document, kind) runs at a time: a newer one cancels the older (cancel-previous), so
         inline completions and completion-list requests of one document do not cancel each other.
@@ -238,20 +238,31 @@ class CompletionService:
         try:
             if debounce and server.options.completion.debounce_ms:
                 await asyncio.sleep(server.options.completion.debounce_ms / 1000)
-            return await self._complete(doc, position, wait_for_worker)
+            return await self._complete(doc, position, wait_for_worker, selected)
         finally:
             if self._inflight.get(key) is task:
                 del self._inflight[key]
 
-    async def _complete(self, doc, position: types.Position, wait_for_worker: bool):
+    async def _complete(self, doc, position: types.Position, wait_for_worker: bool, selected=None):
         client = self.ensure_worker()
         if client is None:
             return None
         if client.state != "ready" and wait_for_worker:
             await client.wait_ready(READY_WAIT_S)
         version = doc.version
-        line, column = convert.to_server_position(doc.lines, position, self.server.encoding)
-        request = build_request(doc.text, line, column, self.server.state.relative(doc.path))
+        encoding = self.server.encoding
+        line, column = convert.to_server_position(doc.lines, position, encoding)
+        start = end = column
+        text, lead = doc.text, ""
+        if selected is not None:  # the popup's selected item: complete as if it were inserted, then extend it
+            s_line, s_col = convert.to_server_position(doc.lines, selected.range.start, encoding)
+            e_line, e_col = convert.to_server_position(doc.lines, selected.range.end, encoding)
+            if not s_line == e_line == line or s_col > e_col:
+                return None
+            lines = list(doc.lines)
+            lines[line] = lines[line][:s_col] + selected.text + lines[line][e_col:]
+            text, lead, start, end, column = "\n".join(lines), selected.text, s_col, e_col, s_col + len(selected.text)
+        request = build_request(text, line, column, self.server.state.relative(doc.path))
         try:
             stream = await client.complete(path=request.path, prefix=request.prefix, suffix=request.suffix,
                                            max_tokens=self.server.options.completion.max_tokens,
@@ -271,7 +282,7 @@ class CompletionService:
         text = finish_completion(raw, request.prefix, request.suffix)
         if request.single_line:
             text = text.split("\n", 1)[0].rstrip()
-        return (doc, line, column, text) if text else None
+        return (doc, line, start, end, lead + text) if text else None
 
     async def inline_completion(self, params: types.InlineCompletionParams):
         server = self.server
@@ -281,7 +292,8 @@ class CompletionService:
         automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
         try:
             found = await self._request_text(params.text_document.uri, params.position, kind="inline",
-                                             debounce=automatic, wait_for_worker=not automatic)
+                                             debounce=automatic, wait_for_worker=not automatic,
+                                             selected=params.context.selected_completion_info)
         except JsonRpcException:
             if automatic:
                 log.info("no inline completion: worker not available", exc_info=True)
@@ -289,10 +301,9 @@ class CompletionService:
             raise
         if found is None:
             return None
-        doc, line, column, text = found
-        here = convert.to_client_position(doc.lines, line, column, server.encoding)
+        doc, line, start, end, text = found
         return types.InlineCompletionList(items=[types.InlineCompletionItem(
-            insert_text=text, range=types.Range(start=here, end=here))])
+            insert_text=text, range=convert.to_client_range(doc.lines, (line, start), (line, end), server.encoding))])
 
     async def completion_items(self, server, params: types.CompletionParams, doc) -> list[types.CompletionItem]:
         """The AI item for textDocument/completion: replaces the word being typed with word + model text."""
@@ -306,7 +317,7 @@ class CompletionService:
             return []
         if found is None:
             return []
-        doc, line, column, text = found
+        doc, line, column, _, text = found
         current_line = doc.lines[line]
         word_start = column
         while word_start > 0 and (current_line[word_start - 1].isalnum() or current_line[word_start - 1] == "_"):

@@ -93,6 +93,15 @@ async def test_inline_completion_returns_model_text(client: LanguageClient, tiny
     items = result.items if isinstance(result, types.InlineCompletionList) else result
     assert items and items[0].insert_text.strip()
     assert items[0].range.start == items[0].range.end == CURSOR
+    popup = types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=(client.root / "app.py").as_uri()), position=CURSOR,
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked,
+            selected_completion_info=types.SelectedCompletionInfo(range=types.Range(start=CURSOR, end=CURSOR),
+                                                                  text="total")))
+    extended = (await asyncio.wait_for(client.text_document_inline_completion_async(popup), WAIT_S)).items[0]
+    assert extended.insert_text.startswith("total") and len(extended.insert_text) > len("total")
+    assert extended.range == types.Range(start=CURSOR, end=CURSOR)
     titles = [report.title for reports in client.progress_reports.values() for report in reports
               if isinstance(report, types.WorkDoneProgressBegin)]
     assert "Filling repository cache" in titles
