@@ -107,3 +107,15 @@ def test_stub_and_declaration_files_never_close_a_cycle(tmp_path):
     assert _resolved(index, tmp_path, "pkg/a.py") == {"pkg": ["pkg/b.pyi"]}
     assert _resolved(index, tmp_path, "web/x.ts") == {"./y": ["web/y.d.ts"]}
     assert index.import_cycles() == []
+
+
+def test_tsconfig_extends_keeps_paths_relative_to_the_base_config(tmp_path):
+    index = _workspace(tmp_path, {
+        "tsconfig.base.json": '{"compilerOptions": {"paths": {"@shared/*": ["libs/shared/*"]}}}',
+        "apps/web/tsconfig.json": '{"extends": "../../tsconfig.base.json", "compilerOptions": {"strict": true}}',
+        "apps/web/main.ts": 'import { s } from "@shared/strings";\nimport { t } from "@shared/nope";\n',
+        "libs/shared/strings.ts": "export const s = 1;\n",
+    })
+    assert _resolved(index, tmp_path, "apps/web/main.ts") == {"@shared/strings": ["libs/shared/strings.ts"],
+                                                              "@shared/nope": []}
+    assert _unresolved(index, tmp_path) == [("apps/web/main.ts", 1)]

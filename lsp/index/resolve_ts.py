@@ -1,6 +1,7 @@
 """TypeScript/JavaScript import resolution: relative paths with extension and index-file lookup
 (including `./x.js` naming `x.ts`), and tsconfig.json/jsconfig.json `compilerOptions.paths` and
-`baseUrl` from the nearest config above the importing file. Bare package names are external."""
+`baseUrl` from the nearest config above the importing file (following relative `extends`). Bare
+package names are external."""
 
 from __future__ import annotations
 
@@ -27,14 +28,41 @@ def parse_jsonc(text: str) -> dict:
 class TypeScriptLayout:
     def __init__(self, layout):
         self.layout = layout
-        self.configs: dict[str, dict] = {}  # directory -> compilerOptions
-        for path, text in layout.config.items():
+        # directory -> effective options {"baseUrl": absolute dir or None, "paths": {...}, "pathsDir": dir}
+        self.configs: dict[str, dict] = {}
+        for path in sorted(layout.config):
             if os.path.basename(path) in ("tsconfig.json", "jsconfig.json"):
-                try:
-                    options = parse_jsonc(text).get("compilerOptions") or {}
-                except ValueError:
-                    options = {}
-                self.configs.setdefault(os.path.dirname(path), options if isinstance(options, dict) else {})
+                self.configs.setdefault(os.path.dirname(path), self._effective(path, 0))
+
+    def _read(self, path: str) -> dict:
+        text = self.layout.config.get(path)
+        if text is None:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError:
+                return {}
+        try:
+            return parse_jsonc(text)
+        except ValueError:
+            return {}
+
+    def _effective(self, path: str, depth: int) -> dict:
+        """compilerOptions of one config after following `extends` (relative paths only);
+        baseUrl and paths stay relative to the file that sets them."""
+        config = self._read(path)
+        directory = os.path.dirname(path)
+        effective = {"baseUrl": None, "paths": {}, "pathsDir": directory}
+        parent = config.get("extends")
+        if isinstance(parent, str) and parent.startswith(".") and depth < 5:
+            base = os.path.normpath(os.path.join(directory, parent))
+            effective = self._effective(base if base.endswith(".json") else base + ".json", depth + 1)
+        options = config.get("compilerOptions") if isinstance(config.get("compilerOptions"), dict) else {}
+        if isinstance(options.get("baseUrl"), str):
+            effective = {**effective, "baseUrl": os.path.normpath(os.path.join(directory, options["baseUrl"]))}
+        if isinstance(options.get("paths"), dict):
+            effective = {**effective, "paths": options["paths"], "pathsDir": directory}
+        return effective
 
     def file_for(self, base: str) -> str | None:
         files = self.layout.files
@@ -74,15 +102,16 @@ class TypeScriptLayout:
         config = self._config_for(path)
         if config is None:
             return EXTERNAL
-        directory, options = config
-        base_url = os.path.normpath(os.path.join(directory, options["baseUrl"])) if isinstance(options.get("baseUrl"), str) else None
-        paths = options.get("paths") if isinstance(options.get("paths"), dict) else {}
-        for pattern, replacements in paths.items():
+        _, options = config
+        base_url = options["baseUrl"]
+        for pattern, replacements in options["paths"].items():
             star = self._match(pattern, spec)
             if star is None:
                 continue
             for replacement in replacements if isinstance(replacements, list) else []:
-                candidate = os.path.normpath(os.path.join(base_url or directory, replacement.replace("*", star, 1)))
+                if not isinstance(replacement, str):
+                    continue
+                candidate = os.path.normpath(os.path.join(base_url or options["pathsDir"], replacement.replace("*", star, 1)))
                 found = self.file_for(candidate)
                 if found:
                     return Resolution((found,), True)
