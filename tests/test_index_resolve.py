@@ -45,12 +45,16 @@ def test_python_src_layout_packages_and_names(tmp_path):
 def test_typescript_base_url_js_specifiers_and_index_files(tmp_path):
     index = _workspace(tmp_path, {
         "web/tsconfig.json": '{"compilerOptions": {"baseUrl": "src"}}',
-        "web/src/app.ts": 'import { a } from "./util.js";\nimport { b } from "components";\nimport x from "lodash";\n',
+        "web/src/app.ts": 'import { a } from "./util.js";\nimport { b } from "components";\nimport x from "lodash";\n'
+                          'import pkg from "../package.json";\nimport "./app.css";\n',
+        "web/package.json": "{}\n",
+        "web/src/app.css": "body {}\n",
         "web/src/util.ts": "export const a = 1;\n",
         "web/src/components/index.tsx": "export const b = 2;\n",
     })
     assert _resolved(index, tmp_path, "web/src/app.ts") == {
-        "./util.js": ["web/src/util.ts"], "components": ["web/src/components/index.tsx"], "lodash": []}
+        "./util.js": ["web/src/util.ts"], "components": ["web/src/components/index.tsx"], "lodash": [],
+        "../package.json": [], "./app.css": []}
     assert _unresolved(index, tmp_path) == []
 
 

@@ -98,6 +98,8 @@ class TypeScriptLayout:
             found = self.file_for(base)
             if found:
                 return Resolution((found,), True)
+            if os.path.isfile(base):  # JSON, CSS, images...: a real file the index does not parse
+                return EXTERNAL
             return Resolution((), True, f"no file {spec}(.ts|.tsx|.js|...) or {spec}/index.*")
         config = self._config_for(path)
         if config is None:
