@@ -123,3 +123,17 @@ def test_tsconfig_extends_keeps_paths_relative_to_the_base_config(tmp_path):
     assert _resolved(index, tmp_path, "apps/web/main.ts") == {"@shared/strings": ["libs/shared/strings.ts"],
                                                               "@shared/nope": []}
     assert _unresolved(index, tmp_path) == [("apps/web/main.ts", 1)]
+
+
+def test_checking_one_package_folder(tmp_path):
+    """The workspace is a package itself: its modules are not top-level modules, imports that
+    climb out of it are unknown, and compiled extension modules count as present."""
+    index = _workspace(tmp_path, {
+        "__init__.py": "from ._speedups import fast\nfrom .core import run\n",
+        "core.py": "from ...outside import thing\nimport core_helpers\n\n\ndef run():\n    return 1\n",
+        "_speedups.cpython-311-x86_64-linux-gnu.so": "\0ELF",
+        "core_helpers.py": "X = 1\n",
+    })
+    assert _resolved(index, tmp_path, "__init__.py") == {"._speedups": [], ".core": ["core.py"]}
+    assert _resolved(index, tmp_path, "core.py") == {"...outside": [], "core_helpers": []}
+    assert _unresolved(index, tmp_path) == []

@@ -23,9 +23,10 @@ class PythonLayout:
         self._top_prefixes: dict[str, tuple[str, ...]] = {}
         pkg_dirs = {os.path.dirname(p) for p in layout.files if os.path.basename(p) in ("__init__.py", "__init__.pyi")}
         self.package_dirs = pkg_dirs
-        roots = [layout.root]
+        # the workspace root (and src/) hold top-level modules, unless the root is itself a package
+        roots = [] if layout.root in pkg_dirs else [layout.root]
         src = os.path.join(layout.root, "src")
-        if src in layout.by_dir or any(d.startswith(src + os.sep) for d in pkg_dirs):
+        if src not in pkg_dirs and (src in layout.by_dir or any(d.startswith(src + os.sep) for d in pkg_dirs)):
             roots.append(src)
         for directory in sorted(pkg_dirs):
             parent = os.path.dirname(directory)
@@ -73,6 +74,8 @@ class PythonLayout:
             base = os.path.dirname(path)
             for _ in range(level - 1):
                 base = os.path.dirname(base)
+            if not (base + os.sep).startswith(self.layout.root + os.sep):
+                return EXTERNAL  # climbs out of the workspace: nothing to say about it
             module = self.module_file(base, rest)
             submodules = [self.module_file(base, f"{rest}.{n.name}" if rest else n.name) for n in imp.names]
             reportable = True
@@ -91,7 +94,7 @@ class PythonLayout:
                         break
         found_subs = [s for s in submodules if s]
         if module is None and not found_subs:
-            if not reportable:
+            if not reportable or self._compiled(base if level else None, rest):
                 return EXTERNAL
             return Resolution((), True, f"no module {spec!r} in the workspace")
         # the package itself is a target only when something other than its submodules is taken from it
@@ -115,6 +118,19 @@ class PythonLayout:
                 where = os.path.relpath(module, self.layout.root)
                 return Resolution(tuple(targets), True, f"{', '.join(absent)} is neither defined in {where} nor a submodule")
         return Resolution(tuple(targets), reportable)
+
+    def _compiled(self, base: str | None, dotted: str) -> bool:
+        """Whether `dotted` exists as a compiled extension module (.so/.pyd), which is not indexed."""
+        for root in [base] if base is not None else self.roots:
+            stem = os.path.join(root, *dotted.split(".")) if dotted else root
+            directory, name = os.path.split(stem)
+            try:
+                entries = os.listdir(directory)
+            except OSError:
+                continue
+            if any(e.startswith(name + ".") and e.endswith((".so", ".pyd")) for e in entries):
+                return True
+        return False
 
     def _same_top(self, path: str, dotted: str) -> bool:
         """Whether `path` lives inside the top-level package that `dotted` starts with."""
