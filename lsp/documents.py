@@ -51,20 +51,25 @@ class OpenDocument:
 class Documents:
     def __init__(self):
         self._open: dict[str, OpenDocument] = {}
+        self._not_files: set[str] = set()  # open untitled:/other-scheme buffers: nothing to index
 
     def open(self, item: types.TextDocumentItem) -> OpenDocument | None:
         path = uri_to_path(item.uri)
         if path is None:
-            log.info("ignoring non-file document %s", item.uri)
+            log.info("not indexing %s: not a file", item.uri)
+            self._not_files.add(item.uri)
             return None
         doc = OpenDocument(item.uri, path, item.text, item.version, item.language_id)
         self._open[item.uri] = doc
         return doc
 
-    def change(self, params: types.DidChangeTextDocumentParams, encoding: str) -> OpenDocument:
-        """Applies the changes in order; raises UnknownDocument for a document that is not open."""
+    def change(self, params: types.DidChangeTextDocumentParams, encoding: str) -> OpenDocument | None:
+        """Applies the changes in order (None for a non-file buffer); raises UnknownDocument for a
+        document that is not open."""
         doc = self._open.get(params.text_document.uri)
         if doc is None:
+            if params.text_document.uri in self._not_files:
+                return None
             raise UnknownDocument(params.text_document.uri)
         if params.text_document.version <= doc.version:
             log.warning("%s: version %d after %d; applying the change anyway", doc.uri,
@@ -76,6 +81,7 @@ class Documents:
         return doc
 
     def close(self, uri: str) -> OpenDocument | None:
+        self._not_files.discard(uri)
         return self._open.pop(uri, None)
 
     def get(self, uri: str) -> OpenDocument | None:

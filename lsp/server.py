@@ -166,7 +166,8 @@ def did_change(ls: MsaServer, params: types.DidChangeTextDocumentParams):
     except UnknownDocument:
         ls.warn(f"ignored a change to {params.text_document.uri}: it was never opened (didOpen first)")
         return
-    ls.state.buffer_changed(doc.path)
+    if doc is not None:
+        ls.state.buffer_changed(doc.path)
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))

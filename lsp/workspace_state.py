@@ -249,7 +249,9 @@ class WorkspaceState:
             self.index.remove_file(doc.path)
             return
         self._too_large.discard(doc.path)
-        self.index.update_file(doc.path, doc.text)
+        reason = self.index.update_file(doc.path, doc.text)
+        if reason:
+            log.info("not indexing the buffer %s: %s", doc.path, reason)
 
     def _schedule(self, path: str, everything: bool = False) -> None:
         if (timer := self._timers.pop(path, None)) is not None:
