@@ -1,7 +1,7 @@
 """Turns raw model text at a cursor into a completion worth showing: scope, suffix overlap, brackets, emptiness.
 
-`finish_completion(raw, prefix, suffix)` applies, in order: stop at the end of the block or indentation level the
-cursor is in; cut at a closing bracket that closes nothing; drop trailing lines that repeat the text after the
+`finish_completion(raw, prefix, suffix)` applies, in order: keep one copy of a unit repeated at the end (a decoding
+loop); stop at the end of the block or indentation level the cursor is in; cut at a closing bracket that closes nothing; drop trailing lines that repeat the text after the
 cursor and trim an overlap with the rest of the cursor's line; cut an unfinished multi-line tail back to the last
 line where the brackets balance; strip trailing whitespace. An empty result means "offer nothing".
 
@@ -145,9 +145,31 @@ def balance_tail(completion: str, prefix: str) -> str:
     return "\n".join(lines[: max(balanced_upto, 1)])
 
 
+def cut_repetition(completion: str, max_period: int = 64, min_repeats: int = 3, min_chars: int = 24) -> str:
+    """Keep one copy of a unit the completion repeats back to back at its end (a decoding loop).
+
+    Only units with a letter or digit count, so rulers such as "--------" survive.
+    """
+    for period in range(1, max_period + 1):
+        if len(completion) < period * min_repeats:
+            break
+        unit = completion[-period:]
+        if not any(char.isalnum() for char in unit):
+            continue
+        start = len(completion) - period
+        while start >= period and completion[start - period:start] == unit:
+            start -= period
+        repeats = (len(completion) - start) // period
+        if repeats >= min_repeats and repeats * period >= min_chars:
+            while start > 0 and completion[start - 1] == completion[start - 1 + period]:
+                start -= 1  # the loop began part-way into a unit
+            return completion[: start + period]
+    return completion
+
+
 def finish_completion(raw: str, prefix: str, suffix: str) -> str:
     """The text to offer at the cursor, or "" when nothing useful is left."""
-    text = raw.replace("\r\n", "\n")
+    text = cut_repetition(raw.replace("\r\n", "\n"))
     text = limit_scope(text, prefix)
     text = cut_unmatched_closer(text, prefix)
     text = trim_suffix_overlap(text, suffix)

@@ -54,3 +54,11 @@ def test_fim_windows_follow_whole_lines_and_the_cursor():
     assert (at_end.prefix, at_end.suffix, at_end.single_line) == ("def f():\n    return (", "\n", False)
     closers_only = build_request("x = foo()\n", 0, 8, "f.py")
     assert not closers_only.single_line
+
+
+def test_a_decoding_loop_at_the_end_is_cut_to_one_copy():
+    assert finish_completion("items.split('split('split('split('split('split('split('", "x = ", "") == "items.split('"
+    looped = "total += 1\n    total += 1\n    total += 1\n    total += 1\n"
+    assert finish_completion(looped, "def f():\n    ", "") == "total += 1"
+    ruler = "# " + "-" * 40
+    assert finish_completion(ruler, "x = 1\n", "") == ruler  # no letters or digits: not a loop
