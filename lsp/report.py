@@ -1,6 +1,7 @@
 """`msa-lsp index` and `msa-lsp check`: run the workspace index from the command line and print a
 summary or linter-style diagnostics (`path:line:col: severity code message`, 1-based, columns in
-characters). Text or JSON; check exits 1 when any error is found. No LSP here."""
+characters; JSON uses the same numbers, end positions exclusive). Check exits 1 when any error is
+found, 2 when the path does not exist. No LSP here."""
 
 from __future__ import annotations
 

@@ -128,11 +128,14 @@ class WorkspaceIndex(Navigation):
                 self._relink_all()
             else:
                 self._resolve_file(path)
+                edges_changed = self._edges.get(path, set()) != old_edges
                 if (self._names_in(path), self._static_names(path)) != old_names:
                     # importers check the names they take against this file's names
                     for importer in list(self._importers.get(path, ())):
+                        before = self._edges.get(importer, set())
                         self._resolve_file(importer)
-                if self._edges.get(path, set()) != old_edges:
+                        edges_changed |= self._edges.get(importer, set()) != before
+                if edges_changed:
                     self._recompute_cycles()
             return ""
 
