@@ -114,7 +114,9 @@ def test_setup_table_has_exactly_the_server_settings(tmp_path):
         "  out[key] = node\n"
         "end\n"
         "local ok, err = pcall(s.merge, { worker = { adress = 'x' } })\n"
-        "io.stdout:write(vim.json.encode({ defaults = out, typo = err }))\n")
+        "local current = s.merge({ index = { exclude = { 'a/**', 'b/**' } }, model = '/m' })\n"
+        "local updated = s.update(current, { index = { exclude = { 'c/**' } } })\n"
+        "io.stdout:write(vim.json.encode({ defaults = out, typo = err, updated = updated }))\n")
     proc = subprocess.run([str(NVIM), "--clean", "--headless", "-l", str(script)], capture_output=True, text=True,
                           timeout=30, env=isolated_env(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -124,6 +126,9 @@ def test_setup_table_has_exactly_the_server_settings(tmp_path):
     for name, default in expected.items():
         assert seen["defaults"][name] == default, name
     assert seen["typo"] == "msa_lsp: unknown setting msa.worker.adress"
+    # an update replaces lists and keeps the rest
+    assert seen["updated"]["index"] == {"exclude": ["c/**"], "maxFileSize": 1000000, "includeSecrets": False}
+    assert seen["updated"]["model"] == "/m"
 
 
 def test_typing_debounces_cancels_and_toggles(tmp_path, workspace, tiny_model):

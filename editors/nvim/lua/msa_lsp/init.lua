@@ -48,8 +48,7 @@ end
 
 --- Merges `partial` (same shape as setup's `settings`) into the live settings and tells the server.
 function M.update_settings(partial)
-  local merged = settings_mod.merge(vim.tbl_deep_extend("force", M.config.settings, partial))
-  M.config.settings = merged
+  M.config.settings = settings_mod.update(M.config.settings, partial)
   notify_settings()
 end
 

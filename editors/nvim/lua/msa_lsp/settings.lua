@@ -35,25 +35,35 @@ function M.keys()
   return keys
 end
 
---- The defaults with `user` merged over them. Unknown keys are an error naming the key, so a typo
---- is not silently ignored.
-function M.merge(user)
-  local function check(tbl, defaults, prefix)
-    for name, value in pairs(tbl or {}) do
-      local key = prefix .. "." .. name
-      if defaults[name] == nil then
-        error(("msa_lsp: unknown setting %s"):format(key), 0)
+--- `over` merged into a copy of `base`, section by section as M.defaults nests them; lists (and
+--- every other value) replace. An unknown key is an error naming it, so a typo is not ignored.
+local function merge_into(base, over, defaults, prefix)
+  local merged = vim.deepcopy(base)
+  for name, value in pairs(over or {}) do
+    local key = prefix .. "." .. name
+    if defaults[name] == nil then
+      error(("msa_lsp: unknown setting %s"):format(key), 0)
+    end
+    if is_section(defaults[name]) then
+      if type(value) ~= "table" then
+        error(("msa_lsp: setting %s must be a table"):format(key), 0)
       end
-      if is_section(defaults[name]) then
-        if type(value) ~= "table" then
-          error(("msa_lsp: setting %s must be a table"):format(key), 0)
-        end
-        check(value, defaults[name], key)
-      end
+      merged[name] = merge_into(base[name], value, defaults[name], key)
+    else
+      merged[name] = vim.deepcopy(value)
     end
   end
-  check(user, M.defaults, "msa")
-  return vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), user or {})
+  return merged
+end
+
+--- The defaults with `user` merged over them.
+function M.merge(user)
+  return merge_into(M.defaults, user, M.defaults, "msa")
+end
+
+--- `partial` merged over the current settings `current`.
+function M.update(current, partial)
+  return merge_into(current, partial, M.defaults, "msa")
 end
 
 --- Payload for workspace/didChangeConfiguration (empty Lua tables encode as JSON arrays).
