@@ -16,8 +16,10 @@ if ! command -v chromium >/dev/null || ! command -v rg >/dev/null; then
     exit 3
   fi
   echo "installing chromium and ripgrep with apt-get" >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ripgrep >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ripgrep; } >&2; then
+    echo "apt-get could not install chromium and ripgrep" >&2
+    exit 3
+  fi
 fi
 
 if [ ! -f "$STAMP" ]; then
