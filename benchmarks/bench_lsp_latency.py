@@ -2,7 +2,8 @@
 file until its textDocument/publishDiagnostics for that version arrives (stdio, real index).
 
 Runs with msa.diagnostics.debounceMs = 0 (the server's own cost) and = 200 (the default, what a
-user sees). Prints a table, then one JSON line.
+user sees), with the model features off (no worker process competing for the CPU). Prints a table,
+then one JSON line.
 
     .venv/bin/python benchmarks/bench_lsp_latency.py [--edits 20] [--lines 5000]
 """
@@ -64,7 +65,8 @@ async def measure(big: pathlib.Path, debounce_ms: int, edits: int) -> list[float
     root = big.parent.parent
     await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"), root_uri=root.as_uri(),
-        initialization_options={"msa": {"diagnostics": {"debounceMs": debounce_ms}}}))
+        initialization_options={"msa": {"diagnostics": {"debounceMs": debounce_ms},
+                                        "inlineCompletion": {"enable": False}}}))  # no worker: diagnostics only
     await asyncio.wait_for(ready.wait(), 120)
     loop = asyncio.get_running_loop()
     text = big.read_text()

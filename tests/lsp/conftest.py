@@ -65,7 +65,12 @@ def copy_fixture(name: str, dest: pathlib.Path, base: pathlib.Path = FIXTURES) -
     return root
 
 
+# These tests are about the server's own features: no model, so no worker process is started.
+NO_MODEL = {"inlineCompletion": {"enable": False}}
+
+
 async def start_session(client: LanguageClient, profile: str, root: pathlib.Path, options: dict | None = None) -> Events:
+    options = {"msa": {**NO_MODEL, **(options or {}).get("msa", {})}}
     events = Events()
     client.events = events
 

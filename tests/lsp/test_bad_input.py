@@ -13,7 +13,7 @@ from pygls.exceptions import JsonRpcException
 
 from pytest_lsp import ClientServerConfig
 
-from tests.lsp.conftest import PROFILES, SERVER_COMMAND, SHARED, at, open_file, start_session, uri
+from tests.lsp.conftest import NO_MODEL, PROFILES, SERVER_COMMAND, SHARED, at, open_file, start_session, uri
 
 
 def _frame(body: bytes) -> bytes:
@@ -41,7 +41,8 @@ def test_malformed_json_rpc_over_raw_stdio(tmp_path):
     server = subprocess.Popen(SERVER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         send = server.stdin
-        send.write(_message(id=1, method="initialize", params={"capabilities": {}, "rootUri": tmp_path.as_uri()}))
+        send.write(_message(id=1, method="initialize", params={"capabilities": {}, "rootUri": tmp_path.as_uri(),
+                                                                "initializationOptions": {"msa": NO_MODEL}}))
         send.write(_message(method="initialized", params={}))
         send.write(_frame(b"{this is not json"))                                    # parse error
         send.write(_frame(b'{"jsonrpc": "2.0", "id": 2, "method": "\xff\xfe"}'))   # not UTF-8
@@ -89,7 +90,9 @@ async def test_positions_past_the_end_are_clamped(client):
     assert [s.name for s in symbols] == ["run", "EXTRA"]
 
 
-async def test_change_to_unopened_document_is_reported_not_fatal(client):
+@SHARED
+async def test_change_to_unopened_document_is_reported_not_fatal(shared_client):
+    client = shared_client
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=uri(client, "pkg/app.py"), version=2),
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="x = 1\n")]))

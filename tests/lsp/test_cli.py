@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from tests.lsp.conftest import NO_MODEL
 from tests.lsp.test_bad_input import _message, _read_message
 
 MSA_LSP = [sys.executable, "-m", "lsp"]
@@ -31,7 +32,8 @@ def test_serve_over_tcp_logs_to_file_not_stdout(tmp_path):
                 assert time.monotonic() < deadline, "server never listened"
                 time.sleep(0.05)
         with conn, conn.makefile("rb") as reader:
-            conn.sendall(_message(id=1, method="initialize", params={"capabilities": {}, "rootUri": tmp_path.as_uri()}))
+            conn.sendall(_message(id=1, method="initialize", params={
+                "capabilities": {}, "rootUri": tmp_path.as_uri(), "initializationOptions": {"msa": NO_MODEL}}))
             reply = _read_message(reader)
             assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "msa-lsp"
     finally:

@@ -3,7 +3,7 @@
 from lsprotocol import types
 
 from lsp.index.workspace import WorkspaceIndex
-from tests.lsp.conftest import apply_workspace_edit, encoding_of, uri
+from tests.lsp.conftest import SHARED, apply_workspace_edit, encoding_of, uri
 
 
 async def _actions(client, relative, line):
@@ -44,7 +44,9 @@ async def test_typescript_cycle_becomes_import_type(client):
     assert _cycles(client.root) == [["pkg/models.py", "pkg/service.py"]]
 
 
-async def test_no_action_where_the_import_is_needed_at_load_time(client):
+@SHARED
+async def test_no_action_where_the_import_is_needed_at_load_time(shared_client):
+    client = shared_client
     # service.py uses User in a signature annotation evaluated at def time and in a body: no honest fix
     assert not await _actions(client, "pkg/service.py", 0)
     # types.ts calls render() at run time: `import type` would break it

@@ -17,5 +17,5 @@ async def test_progress_and_status_during_first_index(shared_client):
     statuses = client.events.statuses
     assert statuses[0]["index"]["state"] == "indexing"
     assert statuses[-1]["index"] == {"state": "ready", "files": 8, "done": 8}
-    assert statuses[-1]["worker"]["state"] in ("off", "starting", "ready", "restarting", "error")
+    assert statuses[-1]["worker"]["state"] == "off"  # these sessions turn the model features off
     assert set(statuses[-1]["cache"]) == {"segments", "tokens", "filled"}
