@@ -27,6 +27,7 @@ from lsp.refactor import RefactorError
 log = logging.getLogger(__name__)
 REQUEST_FAILED = -32803  # LSP ErrorCodes.RequestFailed
 PROGRESS_INTERVAL_S = 0.1
+PROGRESS_CREATE_TIMEOUT_S = 5.0
 RELINKING_FILES = {".gitignore", "go.mod", "tsconfig.json", "jsconfig.json", "Cargo.toml"}
 
 
@@ -138,9 +139,9 @@ class WorkspaceState:
             return None
         token = f"msa-index-{generation}"
         try:
-            await self.server.work_done_progress.create_async(token)
-        except Exception as exc:  # a client may refuse; indexing goes on without a progress bar
-            log.warning("window/workDoneProgress/create refused: %s", exc)
+            await asyncio.wait_for(self.server.work_done_progress.create_async(token), PROGRESS_CREATE_TIMEOUT_S)
+        except Exception as exc:  # a client may refuse or not answer; indexing goes on without a progress bar
+            log.warning("window/workDoneProgress/create failed: %r", exc)
             return None
         self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
             title="Indexing workspace", message="finding files", percentage=0, cancellable=False))

@@ -1,6 +1,7 @@
 """Diagnostics pushed per file: syntax errors, unresolved imports, import cycles; versions and debounce."""
 
 from lsprotocol import types
+from pytest_lsp import client_capabilities
 
 from tests.lsp.conftest import SHARED, open_file, uri
 
@@ -86,3 +87,28 @@ async def test_deleting_a_module_flags_its_importers(client):
     assert [d.message for d in app.diagnostics if "pkg.models" in d.message]
     service = await client.events.diagnostics_where(lambda p: p.uri == uri(client, "pkg/service.py"), since)
     assert [d.code for d in service.diagnostics] == ["unresolved-import"]  # and no cycle any more
+
+
+async def test_without_a_workspace_folder_open_files_still_get_diagnostics(tmp_path):
+    from pytest_lsp import ClientServerConfig
+
+    from tests.lsp.conftest import SERVER_COMMAND, NO_MODEL, Events
+
+    lonely = tmp_path / "lonely.py"
+    lonely.write_text("def f(:\n    pass\n")
+    client = await ClientServerConfig(server_command=SERVER_COMMAND).start()
+    try:
+        events = Events()
+        features = client.protocol.fm.features
+        record = features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+        features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = lambda p: (record(p), events.on_publish(p))
+        await client.initialize_session(types.InitializeParams(
+            capabilities=client_capabilities("neovim"), initialization_options={"msa": NO_MODEL}))
+        client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+            uri=lonely.as_uri(), language_id="python", version=1, text=lonely.read_text())))
+        found = await events.diagnostics_where(lambda p: p.uri == lonely.as_uri() and p.version == 1)
+        assert [d.code for d in found.diagnostics] == ["syntax-error"]
+        assert any("no workspace folder" in m.message for m in client.messages)
+    finally:
+        await client.shutdown_session()
+        await client.stop()
