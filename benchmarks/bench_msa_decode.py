@@ -175,10 +175,10 @@ def tune(lb, bw):
          [{"block_pages": p, "num_warps": w} for p in (16, 32, 64) for w in (2, 4, 8)])
     scores = index_scores.summary_block_scores(q, lb.kmin[0], lb.kmax[0], tables[0], seq)
     best("topk", lambda i, o: topk.topk_blocks(scores, seq, TOPK, **o),
-         [{"chunk": c, "num_warps": w} for c in (256, 512, 1024) for w in (1, 2, 4, 8)])
+         [{"chunk": c, "num_warps": w, "merge_warps": m} for c in (128, 256, 512, 1024) for w in (1, 4) for m in (1, 4)])
     sel = topk.topk_blocks(scores, seq, TOPK)
     best("decode", lambda i, o: sparse_decode.sparse_decode(q, lb.k, lb.v, tables[0], seq, sel, **o),
-         [{"block_n": b, "num_warps": w, "num_stages": s, "fuse_merge": f} for b in (64, 128) for w in (4, 8) for s in (1, 2) for f in (True, False)])
+         [{"block_n": b, "num_warps": w, "num_stages": s} for b in (64, 128) for w in (4, 8) for s in (1, 2)])
     return out, log
 
 

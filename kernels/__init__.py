@@ -6,7 +6,6 @@
   topk.py          top-k blocks per GQA group, local block last, ties to the lower id
   sparse_decode.py block-sparse flash-decoding over paged K/V (+ dense decode and chunked prefill)
   summaries.py     per-page key min/max/mean, written when pages fill
-  counters.py      arrival counters for kernels whose last program merges partial results
 
 Imports only torch and triton.
 """

@@ -2,11 +2,10 @@
 
 One program per (row, KV head, split): the group's query heads form one [G, d] tile; the split walks
 `units` page parts (a part is BLOCK_N tokens of one selected page, read through the block table) with an
-online softmax in base 2, then writes a partial output and log2-sum-exp. The split that finishes last for
-its (row, head) (an atomic arrival counter, `kernels.counters`) merges the partials; a separate merge kernel
-per (row, query head) is the alternative. With a single split the program writes the final output itself.
-Grid and buffers depend only on shapes, so a decode step captures in a CUDA graph. Prefill of a chunk of
-queries is the same kernel over rows that share a block table (one split per row, no merge).
+online softmax in base 2, then writes a partial output and log2-sum-exp. A merge program per (row, query
+head) combines the splits. With a single split the first kernel writes the final output itself. Grid and
+buffers depend only on shapes, so a decode step captures in a CUDA graph. Prefill of a chunk of queries is
+the same kernel over rows that share a block table (one split per row, no merge).
 Semantics: `kernels.reference.sparse_decode` / `sparse_prefill` / `dense_decode`. Not here: choosing blocks.
 """
 
@@ -16,8 +15,6 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.counters import arrival_counters
-
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 LOG2E = 1.4426950408889634
@@ -26,15 +23,13 @@ LN2 = 0.6931471805599453
 
 @triton.jit
 def _sparse_attn_kernel(
-    q_ptr, k_ptr, v_ptr, bt_ptr, seq_ptr, plen_ptr, sel_ptr, o_ptr, lse_ptr, cnt_ptr, fo_ptr, flse_ptr,
-    HKV, NSEL, NSPLIT, qk_scale,
+    q_ptr, k_ptr, v_ptr, bt_ptr, seq_ptr, plen_ptr, sel_ptr, o_ptr, lse_ptr,
+    HKV, NSEL, qk_scale,
     s_qb, s_qh, s_kp, s_kh, s_kt, s_vp, s_vh, s_vt, s_btb, s_sb, s_sh,
-    s_ob, s_oh, s_os, s_lb, s_lh, s_fb, s_fh, s_flb, s_flh,
+    s_ob, s_oh, s_os, s_lb, s_lh,
     G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, UNITS: tl.constexpr,
-    HAS_PLEN: tl.constexpr, DIRECT: tl.constexpr, FUSED: tl.constexpr, NS_PAD: tl.constexpr, IEEE: tl.constexpr,
+    HAS_PLEN: tl.constexpr, DIRECT: tl.constexpr, IEEE: tl.constexpr,
 ):
-    """Program (row*HKV + kv head, split). DIRECT: one split, final output. Else partials (o fp32, log2-sum-exp);
-    with FUSED the split that arrives last for its (row, head) merges them into fo/flse."""
     row = tl.program_id(0) // HKV
     h = tl.program_id(0) % HKV
     split = tl.program_id(1)
@@ -84,27 +79,6 @@ def _sparse_attn_kernel(
     else:
         tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + split * s_os + dd[None, :], out, mask=gmask[:, None])
         tl.store(lse_ptr + row * s_lb + qh * s_lh + split, lse2, mask=gmask)
-        if FUSED:
-            tl.debug_barrier()
-            ticket = tl.atomic_add(cnt_ptr + tl.program_id(0), 1, sem="acq_rel", scope="gpu")
-            if ticket == NSPLIT - 1:
-                ss = tl.arange(0, NS_PAD)
-                lse_all = tl.load(lse_ptr + row * s_lb + qh[:, None] * s_lh + ss[None, :],
-                                  mask=gmask[:, None] & (ss < NSPLIT)[None, :], other=float("-inf"), cache_modifier=".cg")
-                m = tl.max(lse_all, axis=1)
-                m = tl.where(m == float("-inf"), 0.0, m)
-                w = tl.exp2(lse_all - m[:, None])
-                den = tl.sum(w, axis=1)
-                merged = tl.zeros([G_PAD, D], tl.float32)
-                for sp in range(0, NSPLIT):
-                    w_s = tl.sum(tl.where(ss[None, :] == sp, w, 0.0), axis=1)
-                    o_s = tl.load(o_ptr + row * s_ob + qh[:, None] * s_oh + sp * s_os + dd[None, :], mask=gmask[:, None], other=0.0, cache_modifier=".cg")
-                    merged += w_s[:, None] * o_s
-                merged = merged / tl.where(den > 0, den, 1.0)[:, None]
-                total = tl.where(den > 0, (m + tl.log2(tl.where(den > 0, den, 1.0))) * 0.6931471805599453, float("-inf"))
-                tl.store(fo_ptr + row * s_fb + qh[:, None] * s_fh + dd[None, :], merged.to(fo_ptr.dtype.element_ty), mask=gmask[:, None])
-                tl.store(flse_ptr + row * s_flb + qh * s_flh, total, mask=gmask)
-                tl.store(cnt_ptr + tl.program_id(0), 0)
 
 
 @triton.jit
@@ -131,10 +105,9 @@ def _merge_kernel(
 
 
 def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None, return_lse=False,
-                  block_n=64, units_per_split=1, fuse_merge=True, num_warps=4, num_stages=2):
+                  block_n=64, units_per_split=1, num_warps=4, num_stages=2):
     """Triton version of `reference.sparse_decode`. units_per_split page parts of block_n tokens per program;
-    units_per_split >= k*128/block_n gives one split (no merge); otherwise the last split of each (row, head)
-    merges (fuse_merge, one launch) or a second kernel does."""
+    units_per_split >= k*128/block_n gives one split (no merge kernel)."""
     B, Hq, D = q.shape
     Hkv = k_cache.shape[1]
     nsel = selected.shape[-1]
@@ -156,19 +129,17 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
         po = torch.empty(B, Hq, splits, D, device=q.device, dtype=torch.float32)
         plse = torch.empty(B, Hq, splits, device=q.device, dtype=torch.float32)
         s_os = po.stride(2)
-    fused = fuse_merge and not direct
     _sparse_attn_kernel[(B * Hkv, splits)](
         q, k_cache, v_cache, block_table, seq, page_lens if page_lens is not None else seq, selected, po, plse,
-        arrival_counters(q.device, B * Hkv) if fused else seq, out, lse,
-        Hkv, nsel, splits, scale * LOG2E,
+        Hkv, nsel, scale * LOG2E,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_table.stride(0), selected.stride(0), selected.stride(1),
-        po.stride(0), po.stride(1), s_os, plse.stride(0), plse.stride(1), out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
+        po.stride(0), po.stride(1), s_os, plse.stride(0), plse.stride(1),
         G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n, SUB=PAGE // block_n, UNITS=units_per_split,
-        HAS_PLEN=page_lens is not None, DIRECT=direct, FUSED=fused, NS_PAD=max(2, triton.next_power_of_2(splits)),
-        IEEE=k_cache.dtype == torch.float32, num_warps=num_warps, num_stages=num_stages,
+        HAS_PLEN=page_lens is not None, DIRECT=direct, IEEE=k_cache.dtype == torch.float32,
+        num_warps=num_warps, num_stages=num_stages,
     )
-    if not direct and not fused:
+    if not direct:
         _merge_kernel[(B * Hq,)](
             po, plse, out, lse,
             Hq, splits,

@@ -1,10 +1,10 @@
 """Triton top-k block selection per GQA group: exact fp32 order, ties to the lower block id, local block last.
 
 Every candidate score becomes one int64 key (order-preserving float bits in the high word, the complement of
-the block id in the low word), so each pick is a single max-reduction and ties go to the lower id. One
-launch: programs over chunks of a row each keep their chunk's best (k - sinks - locals) keys; the program that
-finishes last for its (row, group) (an atomic arrival counter) merges those candidates and lays out sinks,
-history and local blocks. Semantics: `kernels.reference.topk_blocks`. Not here: scoring.
+the block id in the low word), so keys are distinct and ties go to the lower id. Programs over chunks of a
+row each keep their chunk's best keys with Triton's bitonic top-k (no serial rounds); one program per (row,
+group) takes the best of those candidates and lays out sinks, history and local blocks (a row of one chunk
+does it all in one launch). Semantics: `kernels.reference.topk_blocks`. Not here: scoring.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.counters import arrival_counters
 
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
@@ -29,14 +28,34 @@ def _pack(s, blk):
 
 
 @triton.jit
-def _topk_kernel(
-    s_ptr, seq_ptr, cand_ptr, cnt_ptr, out_ptr,
-    H, NB, NCH,
+def _layout(top, L, K: tl.constexpr, K_PAD: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr,
+            LOCAL: tl.constexpr, SINK: tl.constexpr):
+    """Output row [K_PAD] from the best keys `top` [NP_PAD] (descending): sinks, valid picks, locals, -1."""
+    kslot = tl.arange(0, K_PAD)
+    j = tl.arange(0, NP_PAD)
+    found = (top != -9223372036854775807 - 1) & (j < NP)
+    pick = tl.where(found, (2147483647 - (top - ((top >> 32) << 32))).to(tl.int32), -1)
+    n_valid = tl.sum(found.to(tl.int32), axis=0)
+    hit = (kslot[:, None] - SINK) == j[None, :]
+    out = tl.sum(tl.where(hit, pick[None, :], 0), axis=1)
+    in_hist = (kslot >= SINK) & (kslot < SINK + NP)
+    out = tl.where(in_hist, out, -1)
+    out = tl.where(kslot < SINK, kslot, out)
+    loc = kslot - SINK - n_valid
+    out = tl.where((loc >= 0) & (loc < LOCAL), L - LOCAL + 1 + loc, out)
+    return tl.where(L + 1 <= K, tl.where(kslot <= L, kslot, -1), out)
+
+
+@triton.jit
+def _chunk_topk_kernel(
+    s_ptr, seq_ptr, cand_ptr, out_ptr,
+    H, NB,
     s_sb, s_sh, s_cb, s_ch, s_cc, s_ob, s_oh,
-    CH: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
-    K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr,
+    CH: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr,
+    K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr, SINGLE: tl.constexpr,
 ):
-    """Program (row*H + group, chunk): the chunk's best NP keys; the last chunk to finish merges them all."""
+    """Program (row*H + group, chunk): the chunk's best NP_PAD keys by bitonic top-k; with a single chunk
+    the final row directly."""
     row = tl.program_id(0) // H
     h = tl.program_id(0) % H
     c = tl.program_id(1)
@@ -45,55 +64,61 @@ def _topk_kernel(
     blk = c * CH + tl.arange(0, CH)
     ok = (blk >= SINK) & (blk < L - LOCAL + 1) & (blk < NB)
     s = tl.load(s_ptr + row * s_sb + h * s_sh + blk, mask=ok, other=float("-inf"))
-    packed = _pack(s, blk)
-    slot = tl.arange(0, NP_PAD)
-    res = tl.full([NP_PAD], -9223372036854775807 - 1, tl.int64)
-    for i in tl.static_range(NP):
-        best = tl.max(packed, axis=0)
-        res = tl.where(slot == i, best, res)
-        packed = tl.where(packed == best, -9223372036854775807 - 1, packed)
-    cand_row = cand_ptr + row * s_cb + h * s_ch
-    tl.store(cand_row + c * s_cc + slot, res)
-    tl.debug_barrier()
-    ticket = tl.atomic_add(cnt_ptr + tl.program_id(0), 1, sem="acq_rel", scope="gpu")
-    if ticket == NCH - 1:
-        idx = tl.arange(0, NC_PAD * NP_PAD)
-        cc = idx // NP_PAD
-        cands = tl.load(cand_row + cc * s_cc + idx % NP_PAD, mask=cc < NCH, other=-9223372036854775807 - 1, cache_modifier=".cg")
+    top = tl.topk(_pack(s, blk), NP_PAD)
+    if SINGLE:
+        out = _layout(top, L, K, K_PAD, NP, NP_PAD, LOCAL, SINK)
         kslot = tl.arange(0, K_PAD)
-        out = tl.where(kslot < SINK, kslot, -1)
-        n_valid = 0
-        for i in tl.static_range(NP):
-            top = tl.max(cands, axis=0)
-            found = top != -9223372036854775807 - 1
-            pick = (2147483647 - (top - ((top >> 32) << 32))).to(tl.int32)
-            out = tl.where(kslot == SINK + i, tl.where(found, pick, -1), out)
-            n_valid += found.to(tl.int32)
-            cands = tl.where(cands == top, -9223372036854775807 - 1, cands)
-        for j in tl.static_range(LOCAL):
-            out = tl.where(kslot == SINK + n_valid + j, L - LOCAL + 1 + j, out)
-        out = tl.where(L + 1 <= K, tl.where(kslot <= L, kslot, -1), out)
         tl.store(out_ptr + row * s_ob + h * s_oh + kslot, out, mask=kslot < K)
-        tl.store(cnt_ptr + tl.program_id(0), 0)
+    else:
+        tl.store(cand_ptr + row * s_cb + h * s_ch + c * s_cc + tl.arange(0, NP_PAD), top)
 
 
-def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=512, num_warps=4):
+@triton.jit
+def _merge_topk_kernel(
+    cand_ptr, seq_ptr, out_ptr,
+    H, NCH,
+    s_cb, s_ch, s_cc, s_ob, s_oh,
+    NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
+    K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr,
+):
+    """Program (row*H + group): best NP of all chunks' candidates, laid out as the final row."""
+    row = tl.program_id(0) // H
+    h = tl.program_id(0) % H
+    seq = tl.load(seq_ptr + row)
+    L = tl.where(seq > 0, (seq - 1) // PAGE_C, -1)
+    idx = tl.arange(0, NC_PAD * NP_PAD)
+    c = idx // NP_PAD
+    cands = tl.load(cand_ptr + row * s_cb + h * s_ch + c * s_cc + idx % NP_PAD, mask=c < NCH, other=-9223372036854775807 - 1)
+    out = _layout(tl.topk(cands, NP_PAD), L, K, K_PAD, NP, NP_PAD, LOCAL, SINK)
+    kslot = tl.arange(0, K_PAD)
+    tl.store(out_ptr + row * s_ob + h * s_oh + kslot, out, mask=kslot < K)
+
+
+def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=512, num_warps=4, merge_warps=4):
     """Triton version of `reference.topk_blocks`: scores fp32 [B, Hkv, max_blocks] -> int32 [B, Hkv, k]."""
     B, H, NB = scores.shape
     assert scores.dtype == torch.float32 and scores.stride(2) == 1
     assert k > sink_blocks + local_blocks - 1 and local_blocks >= 1, (k, sink_blocks, local_blocks)
     n_pick = k - sink_blocks - local_blocks
     np_pad = triton.next_power_of_2(max(n_pick, 1))
-    chunk = min(chunk, triton.next_power_of_2(max(NB, 16)))
+    chunk = max(np_pad, min(chunk, triton.next_power_of_2(max(NB, 16))))
     n_chunks = triton.cdiv(NB, chunk)
-    cand = torch.empty(B, H, n_chunks, np_pad, device=scores.device, dtype=torch.int64)
+    seq = seq_lens.to(torch.int32)
     out = torch.empty(B, H, k, device=scores.device, dtype=torch.int32)
-    _topk_kernel[(B * H, n_chunks)](
-        scores, seq_lens.to(torch.int32), cand, arrival_counters(scores.device, B * H), out,
-        H, NB, n_chunks,
-        scores.stride(0), scores.stride(1), cand.stride(0), cand.stride(1), cand.stride(2), out.stride(0), out.stride(1),
-        CH=chunk, NP=n_pick, NP_PAD=np_pad, NC_PAD=triton.next_power_of_2(n_chunks),
-        K=k, K_PAD=triton.next_power_of_2(k), LOCAL=local_blocks, SINK=sink_blocks,
-        num_warps=num_warps,
+    cand = torch.empty(B, H, n_chunks, np_pad, device=scores.device, dtype=torch.int64) if n_chunks > 1 else out
+    meta = dict(NP=n_pick, NP_PAD=np_pad, K=k, K_PAD=triton.next_power_of_2(k), LOCAL=local_blocks, SINK=sink_blocks)
+    _chunk_topk_kernel[(B * H, n_chunks)](
+        scores, seq, cand, out,
+        H, NB,
+        scores.stride(0), scores.stride(1), cand.stride(0), cand.stride(1), cand.stride(2) if n_chunks > 1 else 0,
+        out.stride(0), out.stride(1),
+        CH=chunk, SINGLE=n_chunks == 1, num_warps=num_warps, **meta,
     )
+    if n_chunks > 1:
+        _merge_topk_kernel[(B * H,)](
+            cand, seq, out,
+            H, n_chunks,
+            cand.stride(0), cand.stride(1), cand.stride(2), out.stride(0), out.stride(1),
+            NC_PAD=triton.next_power_of_2(n_chunks), num_warps=merge_warps, **meta,
+        )
     return out
