@@ -2,7 +2,7 @@
 
 from lsprotocol import types
 
-from tests.lsp.conftest import SHARED, at, uri
+from tests.lsp.conftest import SHARED, at, client_column, uri
 
 pytestmark = SHARED
 
@@ -55,3 +55,30 @@ async def test_completion_after_a_module_qualifier_lists_its_members(multi_clien
     items = {item.label: item for item in result.items}
     assert items["load_user"].detail == "py/app/repository.py"
     assert "UserService" not in items  # the file's own names are not members of `repository`
+
+
+async def test_rename_follows_typescript_re_exports_and_go_packages(multi_client):
+    client = multi_client
+    for relative, needle, expected in (
+            ("ts/src/lib/math.ts", "add(a", {"ts/src/lib/math.ts", "ts/src/lib/index.ts", "ts/src/main.ts"}),
+            ("go/store/store.go", "New()", {"go/store/store.go", "go/main.go"})):
+        edit = await client.text_document_rename_async(types.RenameParams(
+            text_document=types.TextDocumentIdentifier(uri=uri(client, relative)),
+            position=at(client, relative, needle), new_name="renamed"))
+        changes = {c.text_document.uri: c.edits for c in edit.document_changes} if edit.document_changes else edit.changes
+        files = {u.split("/multi/", 1)[1] for u in changes}
+        assert expected <= files, files
+        old = needle.split("(")[0]
+        for edit_uri, edits in changes.items():
+            lines = (client.root / edit_uri.split("/multi/", 1)[1]).read_text().split("\n")
+            for text_edit in edits:
+                line = lines[text_edit.range.start.line]
+                start = client_code_points(client, line, text_edit.range.start.character)
+                assert line[start:start + len(old)] == old and text_edit.new_text == "renamed"
+
+
+def client_code_points(client, line: str, units: int) -> int:
+    for index in range(len(line) + 1):
+        if client_column(client, line, index) >= units:
+            return index
+    return len(line)
