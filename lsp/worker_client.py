@@ -28,7 +28,7 @@ from lsp.worker_connection import (CompletionStream, WorkerConnection, WorkerErr
 
 log = logging.getLogger(__name__)
 READY_LINE = re.compile(r"ready on (\S+)")
-BATCH_FILES, BATCH_BYTES = 32, 1 << 20
+BATCH_FILES, BATCH_BYTES = 16, 64 << 10  # small rounds: a completion waits for at most one of them
 MAX_TEXT_BYTES = protocol.MAX_FRAME_BYTES // 2
 FILL_REPORT_MIN = 10  # after the first fill, rounds this small (edits) show no progress
 
@@ -59,6 +59,7 @@ class WorkerClient:
         self.on_fill = on_fill or (lambda done, total: None)
         self.state, self.message, self.model = "off", "", ""
         self.pid: int | None = None
+        self.capabilities: tuple[str, ...] = ()  # from the worker's hello (e.g. "generate", "reasoning")
         self.cache = {"segments": 0, "tokens": 0, "filled": 0}
         self.texts_sent = 0  # file texts that crossed the socket (hash-only entries the worker knew do not count)
         self._connection: WorkerConnection | None = None
@@ -161,6 +162,7 @@ class WorkerClient:
         model = hello.get("model") or {}
         self.model = os.path.basename(str(model.get("model") or self.settings.model or "bundled").rstrip("/"))
         self.pid = hello.get("pid")
+        self.capabilities = tuple(hello.get("capabilities") or ())
         self._ready.set()
         self._set_state("ready", f"worker pid {self.pid}")
         self._dirty.set()
@@ -331,6 +333,18 @@ class WorkerClient:
         frame = protocol.complete(next(connection.ids), path=path, prefix=prefix, suffix=suffix,
                                   max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                   stop=list(stop), seed=seed)
+        queue = connection.open_request(frame)
+        try:
+            await connection.send(frame)
+        except BaseException:
+            connection.waiting.pop(frame["id"], None)
+            raise
+        return CompletionStream(connection, frame["id"], queue)
+
+    async def generate(self, **fields) -> CompletionStream:
+        """A model-made edit (protocol.generate's fields); its done frame says whether the model reasoned."""
+        connection = self._live()
+        frame = protocol.generate(next(connection.ids), **fields)
         queue = connection.open_request(frame)
         try:
             await connection.send(frame)
