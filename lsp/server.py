@@ -2,13 +2,12 @@
 
 Each handler finds the document, asks the index (lsp.index) or a refactor (lsp.refactor), converts
 with lsp.convert and returns lsprotocol types. Indexing state, diagnostics scheduling and status
-live in lsp.workspace_state. Model work is not done here: lsp.completion (when present) registers
-inline completion and adds completion items through `MsaServer.completion_providers`.
+live in lsp.workspace_state. Model work is not done here: lsp.completion registers inline completion
+and adds the model's completion items through `MsaServer.completion_providers`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import sys
@@ -248,7 +247,8 @@ _QUALIFIED = re.compile(r"([\w$]+)\s*(?:\.|::)\s*[\w$]*$")
 @SERVER.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["."]))
 async def completion(ls: MsaServer, params: types.CompletionParams):
     path, line, column = _server_position(params)
-    before = ls.state.lines_for(path)[line][:column] if ls.state.lines_for(path) else ""
+    lines = ls.state.lines_for(path)
+    before = lines[line][:column] if lines else ""
     qualified = _QUALIFIED.search(before)
     if qualified:  # `module.` or `module::`: that module's names; nothing for other receivers
         found = ls.state.query(lambda index: index.members_of(path, qualified.group(1)), path)
@@ -269,32 +269,24 @@ async def completion(ls: MsaServer, params: types.CompletionParams):
     code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite]))
 def code_action(ls: MsaServer, params: types.CodeActionParams):
     path, lines = _document_or_error(params.text_document.uri)
-    wanted = params.context.only
-    if wanted and not any(kind.startswith(("quickfix", "refactor")) or kind in ("quickfix", "refactor") for kind in wanted):
+    on_cycle = [d for d in params.context.diagnostics if d.code == "import-cycle"]
+    kind = types.CodeActionKind.QuickFix if on_cycle else types.CodeActionKind.RefactorRewrite
+    if params.context.only and not any(kind == only or kind.startswith(f"{only}.") for only in params.context.only):
         return None
     start = convert.to_server_position(lines, params.range.start, ls.encoding)
     end = convert.to_server_position(lines, params.range.end, ls.encoding)
-    on_cycle = [d for d in params.context.diagnostics if d.code == "import-cycle"]
     text = ls.state.text_of(path)
     fixes = ls.state.query(lambda index: refactor.cycle_fixes(index, path, text, start, end, bool(on_cycle)), path)
     versioned = _client_has("workspace.workspace_edit.document_changes")
-    return [types.CodeAction(
-        title=fix.title, kind=types.CodeActionKind.QuickFix if on_cycle else types.CodeActionKind.RefactorRewrite,
-        diagnostics=on_cycle or None, is_preferred=bool(on_cycle),
-        edit=ls.state.workspace_edit(fix.edits, versioned=versioned)) for fix in fixes] or None
+    return [types.CodeAction(title=fix.title, kind=kind, diagnostics=on_cycle or None, is_preferred=bool(on_cycle),
+                             edit=ls.state.workspace_edit(fix.edits, versioned=versioned)) for fix in fixes] or None
 
 
 def _load_extensions(server: MsaServer) -> None:
-    """lsp.completion, when installed, adds inline completion and AI completion items to the server."""
-    try:
-        module = importlib.import_module("lsp.completion")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lsp.completion":
-            raise
-        log.info("no lsp.completion module: AI completion is off")
-        return
-    if hasattr(module, "register"):
-        module.register(server)
+    """AI completion (inline completion and the model's completion item) lives in lsp.completion."""
+    from lsp import completion
+
+    completion.register(server)
 
 
 def _configure_logging(log_file: str | None, level: str) -> None:

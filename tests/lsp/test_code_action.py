@@ -51,3 +51,18 @@ async def test_no_action_where_the_import_is_needed_at_load_time(shared_client):
     assert not await _actions(client, "pkg/service.py", 0)
     # types.ts calls render() at run time: `import type` would break it
     assert not await _actions(client, "web/types.ts", 0)
+
+
+@SHARED
+async def test_only_filters_by_kind(shared_client):
+    client = shared_client
+
+    async def actions(only):
+        return await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri(client, "pkg/models.py")),
+            range=types.Range(start=types.Position(line=1, character=0), end=types.Position(line=1, character=0)),
+            context=types.CodeActionContext(diagnostics=[], only=only)))
+
+    assert [a.kind for a in await actions(["refactor"])] == [types.CodeActionKind.RefactorRewrite]
+    assert await actions(["refactor.extract"]) is None
+    assert await actions(["source"]) is None
