@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 READY_LINE = re.compile(r"ready on (\S+)")
 BATCH_FILES, BATCH_BYTES = 16, 64 << 10  # small rounds: a completion waits for at most one of them
 MAX_TEXT_BYTES = protocol.MAX_FRAME_BYTES // 2
+STABLE_S = 30.0  # a worker that dies sooner than this after start keeps the backoff growing
 FILL_REPORT_MIN = 10  # after the first fill, rounds this small (edits) show no progress
 
 
@@ -113,8 +114,10 @@ class WorkerClient:
             self._set_state("starting" if failures == 0 else "restarting", self.message if failures else "")
             try:
                 await self._bring_up()
-                failures = 0
+                up_since = asyncio.get_running_loop().time()
                 await self._connection.closed.wait()
+                if asyncio.get_running_loop().time() - up_since > STABLE_S:
+                    failures = 0  # it ran a good while: a fresh crash restarts fast again
                 reason = f"worker connection closed: {self._connection.close_reason or 'worker exited'}"
             except asyncio.CancelledError:
                 raise
