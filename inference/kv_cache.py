@@ -20,6 +20,10 @@ from kernels import reference as ref
 PAGE = ref.PAGE
 
 
+class CacheBudgetError(RuntimeError):
+    """The segments a request needs do not fit the device budget together."""
+
+
 @dataclass
 class Segment:
     key: str
@@ -189,7 +193,7 @@ class SegmentStore:
             self.evictions += 1
             self.generation += 1
         if need > self.device_max_bytes:
-            raise MemoryError(f"the repository cache needs {need} bytes on the device, over the budget of "
+            raise CacheBudgetError(f"the repository cache needs {need} bytes on the device, over the budget of "
                               f"{self.device_max_bytes} bytes (raise the budget or exclude files)")
         self._trim_host()
 

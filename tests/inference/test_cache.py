@@ -9,6 +9,7 @@ import torch
 
 from conftest import repo_files
 from inference.engine import Engine
+from inference.kv_cache import CacheBudgetError
 
 SNIPPET = "from pkg.mod1 import f1_3\n\nvalue = f1_3(2) + f0_1(5)\n"
 
@@ -74,8 +75,9 @@ def test_one_line_edit_reprefills_only_that_file_in_parallel(tiny_models):
     assert undo["prefilled_tokens"] == 0
 
 
-def test_edit_in_sequential_invalidates_the_files_after_it(tiny_models):
-    engine = Engine(str(tiny_models["qwen2"]), layout="sequential")
+@pytest.mark.parametrize("layout", ["sequential", "offsets"])
+def test_edit_in_sequential_or_offsets_invalidates_the_files_after_it(tiny_models, layout):
+    engine = Engine(str(tiny_models["qwen2"]), layout=layout)
     files = repo_files(4)
     engine.sync(files, [])
     path, _, text = files[1]
@@ -136,7 +138,7 @@ def test_device_budget_evicts_least_recently_used_segments_to_host(tiny_models):
     tight.sync([("pkg/extra.py", "e", "x = 1\n" * 200)], [])  # does not fit beside the rest
     assert tight.stats()["evictions"] > 0
     assert tight.stats()["host_bytes"] > 0
-    with pytest.raises(MemoryError, match="budget"):
+    with pytest.raises(CacheBudgetError, match="budget"):
         tight.complete("pkg/new.py", SNIPPET, "", max_tokens=1).__next__()
     tight.sync([], ["pkg/extra.py"])
     roomy.sync([], [])
