@@ -121,10 +121,11 @@ class WorkspaceState:
         self._generation += 1
         generation = self._generation
         index = WorkspaceIndex(self.root, self._index_options())
-        with self.lock:
-            self.index = index
+        if self.index is None or self.root is None:  # a rebuild keeps answering from the old index until done
+            with self.lock:
+                self.index = index
         for doc in self.server.documents.all():
-            self._index_buffer(doc)
+            self._index_buffer(doc, index)
         if self.root is None:
             self.server.warn("no workspace folder: only open files are indexed")
             self._set_index_status("ready", len(index.files), len(index.files))
@@ -167,15 +168,17 @@ class WorkspaceState:
                 self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"failed: {exc}"))
             self.server.warn(f"indexing failed: {exc}")
             return
-        if generation != self._generation:
-            return
-        for doc in self.server.documents.all():  # the build re-applied buffers; these may be newer
-            self._index_buffer(doc)
-        self._dirty.clear()
         total = len(index.files)
-        log.info("indexed %d files in %.2fs", total, time.monotonic() - started)
         if token:
             self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{total} files indexed"))
+        if generation != self._generation:
+            return  # a newer build (settings changed) replaces this one
+        with self.lock:
+            self.index = index
+        for doc in self.server.documents.all():  # the build re-applied buffers; these may be newer
+            self._index_buffer(doc, index)
+        self._dirty.clear()
+        log.info("indexed %d files in %.2fs", total, time.monotonic() - started)
         await self._publish_everything_async()  # before "ready": a client seeing ready has every file's diagnostics
         self._set_index_status("ready", total, total)
         self._notify(None)
@@ -239,18 +242,19 @@ class WorkspaceState:
             return
         self._index_buffer(doc)
 
-    def _index_buffer(self, doc) -> None:
+    def _index_buffer(self, doc, index: WorkspaceIndex | None = None) -> None:
         """Feeds an open buffer to the index, unless it is over msa.index.maxFileSize (warned once)."""
+        index = index or self.index
         self._indexed_version[doc.path] = doc.version
         limit = self.server.options.index.max_file_size
         if len(doc.text) > limit and len(doc.text.encode("utf-8", "surrogatepass")) > limit:
             if doc.path not in self._too_large:
                 self._too_large.add(doc.path)
                 self.server.warn(f"{self.relative(doc.path)} is not indexed: larger than msa.index.maxFileSize ({limit} bytes)")
-            self.index.remove_file(doc.path)
+            index.remove_file(doc.path)
             return
         self._too_large.discard(doc.path)
-        reason = self.index.update_file(doc.path, doc.text)
+        reason = index.update_file(doc.path, doc.text)
         if reason:
             log.info("not indexing the buffer %s: %s", doc.path, reason)
 

@@ -1,5 +1,6 @@
 """Settings: parsed into frozen dataclasses; a bad value is named in a warning and falls back to its default."""
 
+import asyncio
 import dataclasses
 import json
 import pathlib
@@ -75,3 +76,15 @@ def test_docs_settings_table_matches_the_options():
     from lsp.options import settings_table
     docs = (pathlib.Path(__file__).parent.parent.parent / "docs" / "settings.md").read_text()
     assert docs.endswith(settings_table())
+
+
+async def test_changed_index_settings_rebuild_the_index(client):
+    before = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="run"))
+    assert any(s.name == "run" for s in before)
+    client.events.ready.clear()
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"msa": {"inlineCompletion": {"enable": False}, "index": {"exclude": ["pkg/app.py"]}}}))
+    await asyncio.wait_for(client.events.ready.wait(), 20)
+    after = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="run"))
+    assert not any(s.name == "run" for s in after)
+    assert any(s.name == "User" for s in await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User")))
