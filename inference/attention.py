@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from inference.kv_cache import PAGE, PagePool
 from kernels import ops as _ops
@@ -81,6 +82,27 @@ def attend_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal_st
     out = torch.cat(outs, dim=2).permute(2, 0, 1, 3).reshape(T, Hq, d)
     lse = torch.cat(lses, dim=2).permute(2, 0, 1).reshape(T, Hq)
     return out, lse
+
+
+def attend_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_ctx: torch.Tensor | None = None,
+                   v_ctx: torch.Tensor | None = None, *, rows: int = 1024) -> torch.Tensor:
+    """Causal attention of a segment's queries q [T, Hq, d] over its own keys k, v [Hkv, T, d], all of them also
+    seeing every context key k_ctx, v_ctx [Hkv, N, d]. Fused SDPA (no LSE needed). Returns [T, Hq, d]."""
+    qh = q.transpose(0, 1)[None]  # (1, Hq, T, d)
+    if k_ctx is None or k_ctx.shape[1] == 0:
+        out = F.scaled_dot_product_attention(qh, k[None], v[None], is_causal=True, enable_gqa=True)
+        return out[0].transpose(0, 1)
+    T, N = q.shape[0], k_ctx.shape[1]
+    keys, values = torch.cat([k_ctx, k], dim=1)[None], torch.cat([v_ctx, v], dim=1)[None]
+    outs = []
+    for r in range(0, T, rows):
+        end = min(T, r + rows)
+        j = torch.arange(N + end, device=q.device)
+        t = torch.arange(r, end, device=q.device)
+        mask = (j[None, :] < N) | (j[None, :] - N <= t[:, None])  # (t, N + end): context, then causal self
+        outs.append(F.scaled_dot_product_attention(qh[:, :, r:end], keys[:, :, : N + end], values[:, :, : N + end],
+                                                   attn_mask=mask, enable_gqa=True))
+    return torch.cat(outs, dim=2)[0].transpose(0, 1)
 
 
 @dataclass

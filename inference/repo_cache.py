@@ -14,7 +14,7 @@ from collections import OrderedDict
 import torch
 
 from inference import layouts
-from inference.attention import RepoView, attend_dense, merge
+from inference.attention import RepoView, attend_segment
 from inference.kv_cache import PAGE, PagePool, Segment, SegmentStore
 from inference.model import Transformer
 from inference.persist import DiskCache
@@ -125,11 +125,10 @@ class RepoCache:
 
         def attend(layer, q, k, v, index_q, index_k):
             kt, vt = k.transpose(0, 1), v.transpose(0, 1)  # (Hkv, T, d)
-            parts = [attend_dense(q, kt, vt, causal_start=0)]
-            if ctx.n_blocks:
-                parts.append(attend_dense(q, ctx.gather(pool.k[layer]), ctx.gather(pool.v[layer])))
             pool.write(layer, pages, k[keep_from:], v[keep_from:], None if index_k is None else index_k[keep_from:])
-            return merge(parts)
+            if not ctx.n_blocks:
+                return attend_segment(q, kt, vt)
+            return attend_segment(q, kt, vt, ctx.gather(pool.k[layer]), ctx.gather(pool.v[layer]))
 
         self.model(ids, positions, attend, logits="none")
 

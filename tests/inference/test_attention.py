@@ -45,3 +45,16 @@ def test_cpu_path_equals_reference(index_dim, mode, top_k):
     torch.testing.assert_close(got_lse, want_lse, atol=1e-5, rtol=1e-5)
     assert float(ours.stats.blocks) == float(kern.stats.blocks)
     assert ours.stats.mean_blocks == min(top_k - 1, view.n_blocks)
+
+
+@pytest.mark.parametrize("T,N,rows", [(1, 0, 1024), (37, 0, 1024), (37, 200, 1024), (300, 130, 64)])
+def test_segment_attention_equals_dense_parts_merged(T, N, rows):
+    from inference.attention import attend_dense, attend_segment, merge
+
+    g = torch.Generator().manual_seed(T + N)
+    q = torch.randn(T, 6, 16, generator=g)
+    k, v = torch.randn(2, T, 16, generator=g), torch.randn(2, T, 16, generator=g)
+    kc, vc = torch.randn(2, N, 16, generator=g), torch.randn(2, N, 16, generator=g)
+    want = merge([attend_dense(q, k, v, causal_start=0)] + ([attend_dense(q, kc, vc)] if N else []))
+    got = attend_segment(q, k, v, kc if N else None, vc if N else None, rows=rows)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

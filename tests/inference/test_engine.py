@@ -109,3 +109,13 @@ def test_fim_format_follows_the_tokenizer():
 def test_missing_bundled_model_says_to_pass_model():
     with pytest.raises(FileNotFoundError, match="--model"):
         Engine(None)
+
+
+@pytest.mark.skipif(not (BUNDLED_DIR / "config.json").is_file(), reason="no bundled model installed")
+def test_bundled_model_loads_with_its_index_branch_and_completes():
+    engine = Engine(None)
+    info = engine.info()
+    assert info["fim_format"] == "msa" and info["index_branch"]
+    engine.sync([("pkg/a.py", "a", "def greet(name):\n    return 'hello ' + name\n")], [])
+    list(engine.complete("pkg/b.py", "from pkg.a import greet\n\nprint(", ")\n", max_tokens=4))
+    assert engine.last_stats["prompt_tokens"] > 0 and engine.last_stats["ttft_ms"] is not None
