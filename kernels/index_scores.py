@@ -137,7 +137,7 @@ def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=No
     return out
 
 
-def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mode="minmax", page_lens=None, block_pages=16, num_warps=4):
+def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mode="minmax", page_lens=None, block_pages=32, num_warps=4):
     """Triton version of `reference.summary_block_scores` (fp32 arithmetic on the stored summaries)."""
     assert mode in ("minmax", "mean"), mode
     B, Hq, D = q.shape
