@@ -1,0 +1,261 @@
+"""Model quality on held-out projects through the serving Engine (CPU-runnable).
+
+1. bits per byte of held-out files, scored with the project's other files in the repository cache vs alone;
+2. cross-file identifier completion: at call sites of functions defined only in another file of the project (and
+   named nowhere earlier in the current file), exact match of the completed name and of name + arguments, with
+   the repository cache vs the current file alone (Wilson 95% intervals, paired wins/losses);
+3. needle in a repository: a uniquely named function in one file placed at depths 0-100% of a ~32k and ~128k-token
+   repository of held-out files; exact match of its name at a call site in the live file.
+
+Held-out projects are the ones inference/training/corpus.py lists (never trained on): by default the Python ones
+installed in this interpreter's site-packages; --data adds `msa-lsp train corpus` output (heldout.jsonl.xz).
+Prints a table and ends with one JSON line.  Usage: python benchmarks/bench_quality.py [--model DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import random
+import site
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inference.training.corpus import Deduplicator, collect, group_by_project, read_records  # noqa: E402
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def heldout_projects(data: str | None) -> dict[str, list[tuple[str, str]]]:
+    projects: dict = {}
+    if data:
+        projects.update(group_by_project(read_records(Path(data) / "heldout.jsonl.xz")))
+    for sp in site.getsitepackages():
+        for project in collect(Path(sp), "python", Deduplicator(), {}, want_heldout=True):
+            projects.setdefault(f"python:{project.name}", project.files)
+    return projects
+
+
+def sync_project(engine, files, skip: str | None = None, token_cap: int = 60_000):
+    engine.sync(add=[], drop=list(engine.repo.files))
+    add, used = [], 0
+    for path, text in files:
+        if path == skip:
+            continue
+        n = len(text) // 3
+        if used + n > token_cap:
+            continue
+        add.append((path, str(hash(text)), text))
+        used += n
+    engine.sync(add=add, drop=[])
+
+
+def bits_per_byte(engine_repo, engine_alone, projects, n_files: int, rng) -> dict:
+    cases = [(name, path, text) for name, files in projects.items() if len(files) > 1 for path, text in files]
+    rng.shuffle(cases)
+    cases = sorted(cases[:n_files])
+    bits = {"repo": 0.0, "alone": 0.0}
+    nbytes, current = 0, None
+    for name, path, text in cases:
+        if name != current:
+            sync_project(engine_repo, projects[name])
+            current = name
+        text = text[:2500]
+        scored = {}
+        for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
+            scored[arm] = eng.score(path, text, 0, len(text))
+        covered = {s for _, s, _ in scored["repo"]} & {s for _, s, _ in scored["alone"]}
+        for arm in bits:
+            bits[arm] += -sum(lp for _, s, lp in scored[arm] if s in covered) / math.log(2)
+        nbytes += sum(len(t.encode("utf-8")) for t, s, _ in scored["repo"] if s in covered)
+    return {"files": len(cases), "bytes": nbytes, **{f"{k}_bits_per_byte": v / max(nbytes, 1) for k, v in bits.items()}}
+
+
+def call_sites(files: list[tuple[str, str]]) -> list[dict]:
+    """Python call sites of top-level functions/classes defined in exactly one other file, first mention only."""
+    defined: dict[str, set[str]] = {}
+    trees = {}
+    for path, text in files:
+        if not path.endswith(".py"):
+            continue
+        try:
+            trees[path] = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in trees[path].body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and len(node.name) > 3:
+                defined.setdefault(node.name, set()).add(path)
+    texts = dict(files)
+    sites = []
+    for path, tree in trees.items():
+        lines = texts[path].split("\n")
+        seen = set()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if not name or name in seen or len(defined.get(name, ())) != 1 or path in defined[name]:
+                continue
+            line = lines[node.lineno - 1]
+            end_col = func.end_col_offset
+            col = len(line.encode("utf-8")[:end_col].decode("utf-8", "ignore")) - len(name)
+            if line[col:col + len(name)] != name:
+                continue
+            start = sum(len(l) + 1 for l in lines[: node.lineno - 1]) + col
+            text = texts[path]
+            if name in text[:start]:
+                continue
+            seen.add(name)
+            rest = line[col:].rstrip()
+            sites.append({"path": path, "name": name, "start": start, "line_rest": rest,
+                          "prefix": text[:start], "suffix": text[start + len(line) - col:]})
+    return sites
+
+
+def completion(engine, path, prefix, suffix, max_tokens=16) -> str:
+    return "".join(engine.complete(path, prefix, suffix, max_tokens=max_tokens))
+
+
+def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
+    cases = []
+    for name, files in projects.items():
+        for s in call_sites(files):
+            cases.append((name, s))
+    rng.shuffle(cases)
+    cases = sorted(cases[:n_cases], key=lambda c: c[0])
+    hits = {arm: {"name": 0, "args": 0} for arm in ("repo", "alone")}
+    paired = {"repo_only": 0, "alone_only": 0}
+    current, examples = None, []
+    for name, s in cases:
+        if name != current:
+            sync_project(engine_repo, projects[name])
+            current = name
+        got = {}
+        for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
+            out = completion(eng, s["path"], s["prefix"], s["suffix"]).split("\n")[0]
+            ok_name = out.startswith(s["name"]) and not (out[len(s["name"]):][:1].isalnum() or out[len(s["name"]):][:1] == "_")
+            hits[arm]["name"] += ok_name
+            hits[arm]["args"] += out.rstrip() == s["line_rest"]
+            got[arm] = ok_name
+            if len(examples) < 6 and arm == "repo":
+                examples.append({"expected": s["line_rest"][:60], "repo": out[:60]})
+        paired["repo_only"] += got["repo"] and not got["alone"]
+        paired["alone_only"] += got["alone"] and not got["repo"]
+    n = len(cases)
+    result = {"cases": n, "paired": paired, "examples": examples}
+    for arm in hits:
+        for kind in ("name", "args"):
+            k = hits[arm][kind]
+            lo, hi = wilson(k, n)
+            result[f"{arm}_{kind}_em"] = round(k / max(n, 1), 4)
+            result[f"{arm}_{kind}_ci95"] = [round(lo, 4), round(hi, 4)]
+    return result
+
+
+WORDS = "amber basalt cobalt dapple ember fjord garnet harbor indigo juniper kestrel lantern meadow nectar obsidian " \
+        "pebble quartz russet saffron tundra umber velvet willow xylem yonder zephyr".split()
+
+
+def needle(engine, projects, sizes: list[int], depths: list[float], rng, trials: int) -> dict:
+    filler = [(f"{name.split(':')[-1]}/{p}", t) for name, files in sorted(projects.items()) for p, t in files]
+    rng.shuffle(filler)
+    results = {}
+    for size in sizes:
+        chosen, used = [], 0
+        for path, text in filler:
+            n = len(engine.tok.encode(text))
+            if used + n > size:
+                continue
+            chosen.append((path, text))
+            used += n
+        rows = []
+        for depth in depths:
+            ok = 0
+            for t in range(trials):
+                fname = "_".join(rng.sample(WORDS, 3)) + f"_{rng.randrange(100, 999)}"
+                needle_text = (f'"""Helpers for the billing pipeline."""\n\n\ndef {fname}(record, limit=10):\n'
+                               f'    """Return the record trimmed to limit entries."""\n    return record[:limit]\n')
+                files = list(chosen)
+                files.insert(round(depth * len(files)), ("billing/helpers.py", needle_text))
+                engine.sync(add=[], drop=list(engine.repo.files))
+                engine.sync(add=[(p, str(hash(x)), x) for p, x in files], drop=[])
+                prefix = "from billing import helpers\n\n\ndef trim(record):\n    return helpers."
+                out = completion(engine, "billing/main.py", prefix, "\n", max_tokens=16)
+                ok += out.startswith(fname + "(") or out.strip() == fname
+            rows.append({"depth": depth, "exact": ok, "trials": trials})
+        results[f"{used}_tokens"] = rows
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model directory (default: the bundled model)")
+    ap.add_argument("--data", default=None, help="folder with heldout.jsonl.xz from `msa-lsp train corpus`")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--files", type=int, default=30)
+    ap.add_argument("--cases", type=int, default=80)
+    ap.add_argument("--needle-sizes", default="32000,128000")
+    ap.add_argument("--needle-trials", type=int, default=2)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: bpb,crossfile,needle")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    from inference.engine import Engine
+
+    rng = random.Random(args.seed)
+    skip = set(filter(None, args.skip.split(",")))
+    projects = heldout_projects(args.data)
+    engine_repo = Engine(args.model, device=args.device, cache_max_bytes=0)
+    engine_alone = Engine(args.model, device=args.device)
+    out = {"model": engine_repo.info()["model"], "params": engine_repo.info()["params"], "device": args.device,
+           "heldout_projects": sorted(projects)}
+    t0 = time.time()
+    if "bpb" not in skip:
+        out["bits_per_byte"] = bits_per_byte(engine_repo, engine_alone, projects, args.files, rng)
+        print(f"bits/byte  repo {out['bits_per_byte']['repo_bits_per_byte']:.3f}  alone "
+              f"{out['bits_per_byte']['alone_bits_per_byte']:.3f}  ({out['bits_per_byte']['files']} files)", file=sys.stderr)
+    if "crossfile" not in skip:
+        py = {k: v for k, v in projects.items() if k.startswith("python:")}
+        out["cross_file"] = cf = cross_file(engine_repo, engine_alone, py, args.cases, rng)
+        print(f"cross-file name EM  repo {cf['repo_name_em']:.3f} {cf['repo_name_ci95']}  alone {cf['alone_name_em']:.3f} "
+              f"{cf['alone_name_ci95']}  (n={cf['cases']})", file=sys.stderr)
+    if "needle" not in skip:
+        sizes = [int(s) for s in args.needle_sizes.split(",") if s]
+        out["needle"] = needle(engine_repo, projects, sizes, [0.0, 0.25, 0.5, 0.75, 1.0], rng, args.needle_trials)
+    out["seconds"] = round(time.time() - t0, 1)
+    print_table(out)
+    print(json.dumps(out))
+    return 0
+
+
+def print_table(out: dict) -> None:
+    print(f"{'measure':44s} {'repo cache':>18s} {'file alone':>18s}")
+    if "bits_per_byte" in out:
+        b = out["bits_per_byte"]
+        print(f"{'bits per byte (held-out files)':44s} {b['repo_bits_per_byte']:18.3f} {b['alone_bits_per_byte']:18.3f}")
+    if "cross_file" in out:
+        c = out["cross_file"]
+        for kind in ("name", "args"):
+            r, a = c[f"repo_{kind}_em"], c[f"alone_{kind}_em"]
+            print(f"{'cross-file EM, ' + kind + ' (n=' + str(c['cases']) + ')':44s} "
+                  f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")
+    for size, rows in out.get("needle", {}).items():
+        cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['trials']}" for r in rows)
+        print(f"{'needle, ' + size:44s} {cells}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
