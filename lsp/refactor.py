@@ -9,8 +9,8 @@ Not the place for LSP types or document state.
 from __future__ import annotations
 
 import builtins
-import os
 import keyword
+import os
 import re
 from dataclasses import dataclass
 
@@ -20,14 +20,13 @@ from lsp.index.model import Import, Range
 
 Edits = dict[str, list[tuple[Range, str]]]
 
-KEYWORDS = {
-    "python": set(keyword.kwlist) | set(keyword.softkwlist) - {"_"},
+KEYWORDS = {  # reserved words only: soft/contextual keywords (match, type, from, async...) are valid names
+    "python": set(keyword.kwlist),
     "typescript": {"break", "case", "catch", "class", "const", "continue", "debugger", "default", "delete", "do",
                    "else", "enum", "export", "extends", "false", "finally", "for", "function", "if", "import", "in",
                    "instanceof", "new", "null", "return", "super", "switch", "this", "throw", "true", "try",
-                   "typeof", "var", "void", "while", "with", "let", "static", "yield", "await", "async",
-                   "implements", "interface", "package", "private", "protected", "public", "type", "as", "from",
-                   "of", "readonly", "declare", "namespace", "abstract", "keyof", "undefined"},
+                   "typeof", "var", "void", "while", "with", "let", "static", "yield", "await", "implements",
+                   "interface", "package", "private", "protected", "public"},
     "go": {"break", "case", "chan", "const", "continue", "default", "defer", "else", "fallthrough", "for", "func",
            "go", "goto", "if", "import", "interface", "map", "package", "range", "return", "select", "struct",
            "switch", "type", "var"},
@@ -39,14 +38,14 @@ BUILTINS = {
     "python": set(dir(builtins)),
     "typescript": {"console", "Math", "Object", "Array", "String", "Number", "Boolean", "Promise", "JSON", "Date",
                    "Error", "Map", "Set", "RegExp", "Symbol", "window", "document", "globalThis", "require",
-                   "module", "exports", "process", "parseInt", "parseFloat", "setTimeout", "setInterval"},
+                   "module", "exports", "process", "parseInt", "parseFloat", "setTimeout", "setInterval",
+                   "undefined", "NaN", "Infinity"},
     "go": {"append", "cap", "clear", "close", "complex", "copy", "delete", "imag", "len", "make", "max", "min", "new",
            "panic", "print", "println", "real", "recover", "bool", "byte", "error", "int", "string", "rune", "any",
            "float64", "float32", "int64", "int32", "uint", "uint64", "nil", "iota"},
     "rust": {"Some", "None", "Ok", "Err", "Vec", "String", "Option", "Result", "Box", "println", "format", "vec",
              "panic", "assert", "assert_eq", "i32", "i64", "u8", "u32", "u64", "usize", "f64", "bool", "str"},
 }
-_WORD = re.compile(r"[\w$]+")
 
 
 class RefactorError(Exception):
@@ -55,14 +54,6 @@ class RefactorError(Exception):
 
 def _family(language: str | None) -> str:
     return "typescript" if language in ("typescript", "tsx", "javascript") else language or "python"
-
-
-def word_at(line_text: str, column: int) -> tuple[str, int, int] | None:
-    """The identifier-like word touching `column` on a line: (word, start, end), or None."""
-    for match in _WORD.finditer(line_text):
-        if match.start() <= column <= match.end():
-            return match.group(), match.start(), match.end()
-    return None
 
 
 def check_new_name(name: str, language: str | None) -> None:
@@ -94,9 +85,8 @@ class CycleFix:
 
 def _node_at(root, rng: Range, src: Source):
     """The smallest named node covering the import's range."""
-    start = src.data[: _byte_offset(src, rng.start_line, rng.start_col)]
-    node = root.named_descendant_for_byte_range(len(start), _byte_offset(src, rng.end_line, rng.end_col))
-    return node
+    start = _byte_offset(src, rng.start_line, rng.start_col)
+    return root.named_descendant_for_byte_range(start, _byte_offset(src, rng.end_line, rng.end_col))
 
 
 def _byte_offset(src: Source, line: int, col: int) -> int:
