@@ -214,8 +214,3 @@ class SegmentStore:
             seg.pages = self.pool.load(seg.host)
             seg.host = None
         self.generation += 1
-
-    def drop(self, key: str) -> None:
-        seg = self.segments.pop(key, None)
-        if seg is not None:
-            self.pool.release(seg.pages)

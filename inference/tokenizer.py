@@ -25,12 +25,6 @@ class Tokenizer:
         """Id of a special token spelled `text`, or None when the vocabulary lacks it."""
         return self.vocab.get(text)
 
-    def require(self, text: str) -> int:
-        tid = self.special(text)
-        if tid is None:
-            raise ValueError(f"tokenizer has no {text!r} token")
-        return tid
-
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
@@ -41,9 +35,6 @@ class Tokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=False)
-
-    def id_to_token(self, tid: int) -> str:
-        return self._tok.id_to_token(tid) or ""
 
 
 class StreamDecoder:

@@ -144,3 +144,14 @@ def test_device_budget_evicts_least_recently_used_segments_to_host(tiny_models):
     roomy.sync([], [])
     assert "".join(tight.complete("pkg/new.py", SNIPPET, "", max_tokens=4)) == \
         "".join(roomy.complete("pkg/new.py", SNIPPET, "", max_tokens=4))
+
+
+def test_disk_cache_stays_under_its_size_cap(tiny_models, tmp_path):
+    files = repo_files(4)
+    Engine(str(tiny_models["qwen3"]), cache_dir=str(tmp_path)).sync(files, [])
+    sizes = sorted(p.stat().st_size for p in pathlib.Path(tmp_path).glob("*/*.safetensors"))
+    cap = sum(sizes[-2:])  # room for about two segments
+    engine = Engine(str(tiny_models["qwen3"]), cache_dir=str(tmp_path / "capped"), cache_max_bytes=cap)
+    engine.sync(files, [])
+    assert 0 < engine.stats()["disk"]["bytes"] <= cap
+    assert len(list((tmp_path / "capped").glob("*/*.safetensors"))) < len(files) + 1
