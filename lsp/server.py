@@ -13,14 +13,14 @@ import re
 import sys
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from lsp import __version__, convert, refactor
 from lsp.documents import Documents, UnknownDocument, uri_to_path
 from lsp.options import SECTION, Options, parse_options
-from lsp.workspace_state import WorkspaceState
+from lsp.workspace_state import REQUEST_FAILED, WorkspaceState
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def initialize(ls: MsaServer, params: types.InitializeParams):
     log.info("root %s, position encoding %s", root, ls.encoding)
 
 
+REINDEX_COMMAND, RESTART_WORKER_COMMAND = "msa.reindex", "msa.restartWorker"
 WATCHED_GLOB = "**/*.{py,pyi,ts,tsx,mts,cts,js,jsx,mjs,cjs,go,rs}"
 CONFIG_GLOB = "**/{.gitignore,go.mod,tsconfig.json,jsconfig.json,Cargo.toml}"
 
@@ -282,11 +283,26 @@ def code_action(ls: MsaServer, params: types.CodeActionParams):
                              edit=ls.state.workspace_edit(fix.edits, versioned=versioned)) for fix in fixes] or None
 
 
+@SERVER.command(REINDEX_COMMAND)
+async def reindex(ls: MsaServer, *args):
+    """Rebuild the workspace index from disk (open buffers still win); the old index answers meanwhile."""
+    await ls.state.start_indexing()
+
+
+async def _restart_worker(ls: MsaServer, *args):
+    restart = getattr(ls.worker, "restart", None)
+    if restart is None:
+        raise JsonRpcException("this server's worker client cannot be restarted", code=REQUEST_FAILED)
+    await restart()
+
+
 def _load_extensions(server: MsaServer) -> None:
     """AI completion (inline completion and the model's completion item) lives in lsp.completion."""
     from lsp import completion
 
     completion.register(server)
+    if RESTART_WORKER_COMMAND not in server.protocol.fm.commands:  # lsp.completion may register its own
+        server.command(RESTART_WORKER_COMMAND)(_restart_worker)
 
 
 def _configure_logging(log_file: str | None, level: str) -> None:

@@ -88,3 +88,14 @@ async def test_changed_index_settings_rebuild_the_index(client):
     after = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="run"))
     assert not any(s.name == "run" for s in after)
     assert any(s.name == "User" for s in await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User")))
+
+
+async def test_reindex_command_rebuilds(client):
+    assert {"msa.reindex", "msa.restartWorker"} <= set(
+        client.init_result.capabilities.execute_command_provider.commands)
+    (client.root / "pkg/extra.py").write_text("def brand_new():\n    pass\n")  # no watched-file event sent
+    client.events.ready.clear()
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="msa.reindex"))
+    await asyncio.wait_for(client.events.ready.wait(), 20)
+    found = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="brand_new"))
+    assert [s.name for s in found] == ["brand_new"]
