@@ -85,22 +85,25 @@ def attend_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal_st
 
 
 def attend_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_ctx: torch.Tensor | None = None,
-                   v_ctx: torch.Tensor | None = None, *, rows: int = 1024) -> torch.Tensor:
-    """Causal attention of a segment's queries q [T, Hq, d] over its own keys k, v [Hkv, T, d], all of them also
-    seeing every context key k_ctx, v_ctx [Hkv, N, d]. Fused SDPA (no LSE needed). Returns [T, Hq, d]."""
+                   v_ctx: torch.Tensor | None = None, *, offset: int = 0, rows: int = 1024) -> torch.Tensor:
+    """Causal attention of queries q [T, Hq, d] over their sequence's own keys k, v [Hkv, offset + T, d] (query t
+    sees own keys j <= offset + t), every query also seeing all context keys k_ctx, v_ctx [Hkv, N, d].
+    Fused SDPA (no LSE needed). Returns [T, Hq, d] in q's dtype."""
     qh = q.transpose(0, 1)[None]  # (1, Hq, T, d)
-    if k_ctx is None or k_ctx.shape[1] == 0:
+    T = q.shape[0]
+    if (k_ctx is None or k_ctx.shape[1] == 0) and offset == 0:
         out = F.scaled_dot_product_attention(qh, k[None], v[None], is_causal=True, enable_gqa=True)
         return out[0].transpose(0, 1)
-    T, N = q.shape[0], k_ctx.shape[1]
-    keys, values = torch.cat([k_ctx, k], dim=1)[None], torch.cat([v_ctx, v], dim=1)[None]
+    N = 0 if k_ctx is None else k_ctx.shape[1]
+    keys, values = (k, v) if not N else (torch.cat([k_ctx, k], dim=1), torch.cat([v_ctx, v], dim=1))
     outs = []
     for r in range(0, T, rows):
         end = min(T, r + rows)
-        j = torch.arange(N + end, device=q.device)
+        width = N + offset + end
+        j = torch.arange(width, device=q.device)
         t = torch.arange(r, end, device=q.device)
-        mask = (j[None, :] < N) | (j[None, :] - N <= t[:, None])  # (t, N + end): context, then causal self
-        outs.append(F.scaled_dot_product_attention(qh[:, :, r:end], keys[:, :, : N + end], values[:, :, : N + end],
+        mask = (j[None, :] < N) | (j[None, :] - N <= offset + t[:, None])  # (t, width): context, then causal own
+        outs.append(F.scaled_dot_product_attention(qh[:, :, r:end], keys[None, :, :width], values[None, :, :width],
                                                    attn_mask=mask, enable_gqa=True))
     return torch.cat(outs, dim=2)[0].transpose(0, 1)
 
@@ -126,6 +129,16 @@ class RepoAttention:
     summary_mode: str = "minmax"
     use_kernels: bool | None = None  # None: kernels.ops on CUDA, shared_history_sparse elsewhere
     stats: SelectionStats = field(default_factory=SelectionStats)
+
+    def dense_layer(self, layer: int) -> bool:
+        """True where this layer reads every repository token (dense mode, or a dense layer of the model)."""
+        return not (self.sparse and self.pool.cfg.sparse_layers[layer])
+
+    def context(self, layer: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Every repository token of one layer as contiguous k, v [Hkv, n_tokens, d] (None, None when empty)."""
+        if self.view.n_blocks == 0:
+            return None, None
+        return self.view.gather(self.pool.k[layer]), self.view.gather(self.pool.v[layer])
 
     def __call__(self, layer: int, q: torch.Tensor, index_q: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """q [T, Hq, d] -> (out fp32 [T, Hq, d], lse [T, Hq]) over the repository pages."""

@@ -15,6 +15,8 @@ This is the API the worker calls; it knows nothing about LSP, sockets or editors
                                  stop=(), seed=None, should_stop=lambda: False):
         ...  # text pieces (an unfinished UTF-8 character at the very end is dropped); afterwards engine.last_stats = dict(prompt_tokens, prefilled_tokens,
              # reused_tail_tokens, generated_tokens, ttft_ms, decode_ms, selected_blocks, repo_blocks, finish)
+    for piece in engine.generate(path, prompt, **same knobs as complete):  # plain continuation of `prompt`
+        ...  # (no file header, no FIM tokens), left-truncated to the tail budget; sets last_stats like complete
     engine.score(path, text, start, end) -> [(token_text, start_char, logprob), ...]  # span [start, end) of text
     engine.stats() -> dict(segments, tokens, pages, bytes, host_bytes, evictions, disk={...}, devices={...})
 
@@ -34,7 +36,7 @@ from typing import Callable, Iterator
 import torch
 
 from inference import checkpoint, fim, sampling
-from inference.attention import RepoAttention, attend_dense, merge
+from inference.attention import RepoAttention, attend_dense, attend_segment, merge
 from inference.kv_cache import PagePool, SegmentStore
 from inference.persist import DiskCache
 from inference.repo_cache import RepoCache
@@ -172,7 +174,10 @@ class Engine:
         def attend(layer, q, k, v, index_q, index_k):
             tail.k[layer, :, start : start + n] = k.transpose(0, 1)
             tail.v[layer, :, start : start + n] = v.transpose(0, 1)
-            own = attend_dense(q, tail.k[layer, :, : start + n], tail.v[layer, :, : start + n], causal_start=start)
+            own_k, own_v = tail.k[layer, :, : start + n], tail.v[layer, :, : start + n]
+            if repo_attn.dense_layer(layer):  # one fused pass over repository + own tokens
+                return attend_segment(q, own_k, own_v, *repo_attn.context(layer), offset=start)
+            own = attend_dense(q, own_k, own_v, causal_start=start)
             return merge([repo_attn(layer, q, index_q), own])
 
         with torch.inference_mode():
@@ -228,9 +233,18 @@ class Engine:
         sampling._check(temperature, top_p, top_k)
         return self._complete(path, prefix, suffix, max_tokens, temperature, top_p, top_k, tuple(stop), seed, should_stop)
 
+    def generate(self, path: str, prompt: str, **knobs) -> Iterator[str]:
+        """Continues `prompt` as plain text after the repository (no file header, no FIM tokens)."""
+        return self.complete(path, prompt, None, **knobs)
+
     def _complete(self, path, prefix, suffix, max_tokens, temperature, top_p, top_k, stop, seed, should_stop):
         t0 = time.perf_counter()
-        ids = self._fim_ids(path, prefix, suffix, self.tail_budget - max_tokens)
+        budget = self.tail_budget - max_tokens
+        if suffix is None:  # generate(): the prompt as is, its left end dropped when too long
+            ids = self.tok.encode(prefix)
+            ids = ids[len(ids) - max(1, budget):]
+        else:
+            ids = self._fim_ids(path, prefix, suffix, budget)
         repo_attn, view_key = self._repo_attention(path)
         reuse = self._prepare_tail(ids, view_key)
         stats = dict(prompt_tokens=len(ids), prefilled_tokens=len(ids) - reuse, reused_tail_tokens=reuse,

@@ -47,14 +47,15 @@ def test_cpu_path_equals_reference(index_dim, mode, top_k):
     assert ours.stats.mean_blocks == min(top_k - 1, view.n_blocks)
 
 
-@pytest.mark.parametrize("T,N,rows", [(1, 0, 1024), (37, 0, 1024), (37, 200, 1024), (300, 130, 64)])
-def test_segment_attention_equals_dense_parts_merged(T, N, rows):
+@pytest.mark.parametrize("T,N,offset,rows", [(1, 0, 0, 1024), (37, 0, 0, 1024), (37, 200, 0, 1024),
+                                             (300, 130, 0, 64), (1, 90, 40, 1024), (5, 0, 33, 2), (70, 129, 9, 16)])
+def test_segment_attention_equals_dense_parts_merged(T, N, offset, rows):
     from inference.attention import attend_dense, attend_segment, merge
 
-    g = torch.Generator().manual_seed(T + N)
+    g = torch.Generator().manual_seed(T + N + offset)
     q = torch.randn(T, 6, 16, generator=g)
-    k, v = torch.randn(2, T, 16, generator=g), torch.randn(2, T, 16, generator=g)
+    k, v = torch.randn(2, offset + T, 16, generator=g), torch.randn(2, offset + T, 16, generator=g)
     kc, vc = torch.randn(2, N, 16, generator=g), torch.randn(2, N, 16, generator=g)
-    want = merge([attend_dense(q, k, v, causal_start=0)] + ([attend_dense(q, kc, vc)] if N else []))
-    got = attend_segment(q, k, v, kc if N else None, vc if N else None, rows=rows)
+    want = merge([attend_dense(q, k, v, causal_start=offset)] + ([attend_dense(q, kc, vc)] if N else []))
+    got = attend_segment(q, k, v, kc if N else None, vc if N else None, offset=offset, rows=rows)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
