@@ -4,7 +4,6 @@ import asyncio
 import dataclasses
 import json
 import pathlib
-import sys
 
 import pytest
 import pytest_lsp
