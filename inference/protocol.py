@@ -13,6 +13,14 @@ Requests (client -> worker) and their replies:
   complete  {path, prefix, suffix, max_tokens, temperature, top_p, top_k, stop, seed, require}
                                                  -> chunk {text} ... then done {finish_reason, timings (ms), cache}
   score     {path, text, start, end}             -> scored {tokens: [[token_text, start_char, logprob], ...]}
+  generate  {path, prefix, suffix, instruction, max_tokens, stop, reasoning, reasoning_budget, temperature, seed,
+             require}                            -> chunk {text} ... then done {finish_reason, timings, cache,
+                                                     reasoning: {requested, used, reason, thought_chars}}
+            A model-made edit: without reasoning it is the FIM request prefix/suffix (like complete); with
+            ``reasoning`` true and a model whose chat template has a thinking format (hello's capabilities then
+            list "reasoning"), the worker asks through that template with ``instruction``, lets the model think
+            for at most ``reasoning_budget`` tokens, and sends the code of its answer. ``reasoning`` true on a
+            model without such a template is answered without reasoning, and ``done.reasoning`` says why.
   cancel    {request}                            -> ok; the cancelled request ends with error code "cancelled"
   stats     {}                                   -> stats {stats}
   shutdown  {}                                   -> ok, then the worker exits
@@ -36,9 +44,10 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 
-REQUEST_OPS = ("hello", "sync", "complete", "score", "cancel", "stats", "shutdown")
+REQUEST_OPS = ("hello", "sync", "complete", "score", "generate", "cancel", "stats", "shutdown")
 REPLY_OPS = ("hello", "synced", "chunk", "done", "scored", "ok", "stats", "error")
-CAPABILITIES = ("sync", "complete", "score", "cancel", "stats", "shutdown")
+CAPABILITIES = ("sync", "complete", "score", "generate", "cancel", "stats", "shutdown")
+OPTIONAL_CAPABILITIES = ("reasoning",)  # listed in hello only when the model has them
 FINISH_REASONS = ("length", "stop_token", "stop_sequence")
 
 ERROR_CODES = {
@@ -118,10 +127,12 @@ def hello(request_id: int, *, token: str | None = None, client: str = "msa-lsp")
     return frame
 
 
-def hello_reply(request_id: int, *, model: dict, pid: int) -> dict:
+def hello_reply(request_id: int, *, model: dict, pid: int, extra: list[str] = ()) -> dict:
+    """extra: OPTIONAL_CAPABILITIES this worker's model has (e.g. "reasoning")."""
+    assert all(name in OPTIONAL_CAPABILITIES for name in extra), extra
     return {
         "op": "hello", "id": request_id, "version": PROTOCOL_VERSION,
-        "model": model, "capabilities": list(CAPABILITIES), "pid": pid,
+        "model": model, "capabilities": list(CAPABILITIES) + list(extra), "pid": pid,
     }
 
 
@@ -145,6 +156,18 @@ def score(request_id: int, *, path: str, text: str, start: int, end: int) -> dic
     return {"op": "score", "id": request_id, "path": path, "text": text, "start": start, "end": end}
 
 
+def generate(
+    request_id: int, *, path: str, prefix: str, suffix: str, instruction: str = "", max_tokens: int = 256,
+    stop: list[str] = (), reasoning: bool = False, reasoning_budget: int = 256, temperature: float = 0.0,
+    seed: int | None = None, require: list[str] = (),
+) -> dict:
+    return {
+        "op": "generate", "id": request_id, "path": path, "prefix": prefix, "suffix": suffix,
+        "instruction": instruction, "max_tokens": max_tokens, "stop": list(stop), "reasoning": bool(reasoning),
+        "reasoning_budget": reasoning_budget, "temperature": temperature, "seed": seed, "require": list(require),
+    }
+
+
 def cancel(request_id: int, target: int) -> dict:
     return {"op": "cancel", "id": request_id, "request": target}
 
@@ -158,8 +181,12 @@ def chunk(request_id: int, text: str) -> dict:
     return {"op": "chunk", "id": request_id, "text": text}
 
 
-def done(request_id: int, *, finish_reason: str, timings: dict, cache: dict) -> dict:
-    return {"op": "done", "id": request_id, "finish_reason": finish_reason, "timings": timings, "cache": cache}
+def done(request_id: int, *, finish_reason: str, timings: dict, cache: dict, reasoning: dict | None = None) -> dict:
+    """reasoning (generate only): {requested, used, reason, thought_chars}."""
+    frame = {"op": "done", "id": request_id, "finish_reason": finish_reason, "timings": timings, "cache": cache}
+    if reasoning is not None:
+        frame["reasoning"] = reasoning
+    return frame
 
 
 def error(request_id: int | None, code: str, message: str, data: Any = None) -> dict:
@@ -181,6 +208,10 @@ _FIELD_TYPES = {
         "top_p": (int, float), "top_k": int, "stop": list, "require": list,
     },
     "score": {"path": str, "text": str, "start": int, "end": int},
+    "generate": {
+        "path": str, "prefix": str, "suffix": str, "instruction": str, "max_tokens": int, "stop": list,
+        "reasoning_budget": int, "temperature": (int, float), "require": list,
+    },
     "cancel": {"request": int},
     "stats": {},
     "shutdown": {},
@@ -205,6 +236,15 @@ def validate_request(message: dict) -> dict:
             raise ProtocolError("bad_frame", "complete needs max_tokens >= 1 and string stops", request_id)
         if message.get("seed") is not None and not isinstance(message["seed"], int):
             raise ProtocolError("bad_frame", "complete.seed must be an integer or nil", request_id)
+    elif op == "generate":
+        if message["max_tokens"] < 1 or message["reasoning_budget"] < 0 or not all(
+                isinstance(s, str) for s in message["stop"]):
+            raise ProtocolError("bad_frame", "generate needs max_tokens >= 1, reasoning_budget >= 0 and string "
+                                "stops", request_id)
+        if not isinstance(message.get("reasoning"), bool):
+            raise ProtocolError("bad_frame", "generate.reasoning must be true or false", request_id)
+        if message.get("seed") is not None and not isinstance(message["seed"], int):
+            raise ProtocolError("bad_frame", "generate.seed must be an integer or nil", request_id)
     elif op == "score":
         if not 0 <= message["start"] <= message["end"] <= len(message["text"]):
             raise ProtocolError("bad_frame", "score needs 0 <= start <= end <= len(text)", request_id)

@@ -23,12 +23,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
-from inference import protocol
+from inference import chat, protocol
 
 log = logging.getLogger("msa.worker")
-PRIORITY = {"complete": 0, "score": 0, "stats": 0, "sync": 1}
+PRIORITY = {"complete": 0, "score": 0, "generate": 0, "stats": 0, "sync": 1}
+GENERATE_LOG = 64  # recent generate requests kept for stats
 
 
 def default_socket_path() -> str:
@@ -144,7 +146,8 @@ class Connection:
             ))
             return
         self.greeted = True
-        self.send(protocol.hello_reply(request_id, model=self.worker.model_info, pid=os.getpid()))
+        extra = ["reasoning"] if self.worker.reasoning_template is not None else []
+        self.send(protocol.hello_reply(request_id, model=self.worker.model_info, pid=os.getpid(), extra=extra))
 
 
 class Worker:
@@ -163,6 +166,11 @@ class Worker:
         self.stopping = threading.Event()
         self.served = 0
         self.cancelled = 0
+        model_dir = getattr(engine, "model_dir", None)
+        self.reasoning_template, self.no_reasoning_reason = (
+            chat.find_reasoning_template(model_dir) if model_dir else (None, "the engine names no model directory"))
+        self.model_info["reasoning"] = self.reasoning_template is not None
+        self.generate_log: deque = deque(maxlen=GENERATE_LOG)  # what generate requests asked and got
 
     # -------------------------------------------------------------------------------- called by readers
 
@@ -280,6 +288,57 @@ class Worker:
         finish = stats.get("finish") or "length"
         connection.send(protocol.done(request["id"], finish_reason=finish, timings=timings, cache=cache))
 
+    def _run_generate(self, job: Job) -> None:
+        """A model-made edit: FIM, or (reasoning asked and possible) the chat template with a thinking phase."""
+        request, connection = job.request, job.connection
+        lacking = sorted(set(request["require"]) - set(self.held.values()))
+        if lacking:
+            raise protocol.ProtocolError("unknown_segment", f"{len(lacking)} required segment(s) are not in the "
+                                         "cache; sync them first", data={"hashes": lacking})
+        template = self.reasoning_template if request["reasoning"] else None
+        reasoning = {"requested": request["reasoning"], "used": template is not None, "thought_chars": 0,
+                     "reason": "" if template is not None or not request["reasoning"] else self.no_reasoning_reason}
+        self.generate_log.append({"id": request["id"], "connection": connection.number, "path": request["path"],
+                                  "reasoning_requested": request["reasoning"], "reasoning_used": template is not None,
+                                  "max_tokens": request["max_tokens"], "stop": list(request["stop"]),
+                                  "instruction": request["instruction"][:200]})
+        started = time.perf_counter()
+        knobs = dict(temperature=float(request["temperature"]), seed=request.get("seed"),
+                     should_stop=lambda: job.stop.is_set() or not connection.alive)
+        if template is None:
+            pieces = self.engine.complete(request["path"], request["prefix"], request["suffix"],
+                                          max_tokens=request["max_tokens"], stop=list(request["stop"]), **knobs)
+        else:
+            pieces = self._reason_then_answer(request, template, reasoning, knobs)
+        for piece in pieces:
+            if job.stop.is_set():
+                break
+            if piece and not connection.send(protocol.chunk(request["id"], piece)):
+                job.stop.set()
+                break
+        if job.stop.is_set():
+            self.cancelled += 1
+            raise protocol.ProtocolError("cancelled", f"request {request['id']} was cancelled")
+        stats = _plain(getattr(self.engine, "last_stats", None) or {})
+        timings = {"total_ms": (time.perf_counter() - started) * 1e3}
+        cache = {k: v for k, v in stats.items() if not k.endswith("_ms") and k != "finish"}
+        connection.send(protocol.done(request["id"], finish_reason=stats.get("finish") or "length", timings=timings,
+                                      cache=cache, reasoning=reasoning))
+
+    def _reason_then_answer(self, request: dict, template, reasoning: dict, knobs: dict):
+        """Thinks for at most reasoning_budget tokens, closes the thought, then yields the answer's code."""
+        prompt = template.render(chat.user_message(request["instruction"], request["path"], request["prefix"],
+                                                   request["suffix"]))
+        thought = ""
+        if request["reasoning_budget"]:
+            thought = "".join(self.engine.generate(request["path"], prompt, max_tokens=request["reasoning_budget"],
+                                                   stop=[chat.THINK_CLOSE] + template.stops(), **knobs))
+        reasoning["thought_chars"] = len(thought)
+        answer_prompt = f"{prompt}{thought.rstrip()}\n{chat.THINK_CLOSE}\n\n"
+        answer = "".join(self.engine.generate(request["path"], answer_prompt, max_tokens=request["max_tokens"],
+                                              stop=template.stops(), **knobs))
+        yield chat.answer_code(answer, list(request["stop"]))
+
     def _run_score(self, job: Job) -> None:
         r = job.request
         tokens = self.engine.score(r["path"], r["text"], r["start"], r["end"])
@@ -290,7 +349,7 @@ class Worker:
         stats = _plain(self.engine.stats())
         stats["worker"] = {"segments": len(self.held), "queued": self.jobs.qsize(), "served": self.served,
                            "cancelled": self.cancelled,
-                           "pid": os.getpid()}
+                           "pid": os.getpid(), "generate_log": list(self.generate_log)}
         job.connection.send({"op": "stats", "id": job.request["id"], "stats": stats})
 
 

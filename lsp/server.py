@@ -62,6 +62,7 @@ class MsaServer(LanguageServer):
         self.state = WorkspaceState(self)
         self.worker = None  # set by lsp.completion when a worker is configured
         self.completion_providers: list = []  # async (server, params, document) -> list[CompletionItem]
+        self.code_action_providers: list = []  # (server, params, path, start, end) -> list[CodeAction]
 
     @property
     def encoding(self) -> str:
@@ -267,20 +268,28 @@ async def completion(ls: MsaServer, params: types.CompletionParams):
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-    code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite]))
+    code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.RefactorRewrite], resolve_provider=True))
 def code_action(ls: MsaServer, params: types.CodeActionParams):
     path, lines = _document_or_error(params.text_document.uri)
     on_cycle = [d for d in params.context.diagnostics if d.code == "import-cycle"]
     kind = types.CodeActionKind.QuickFix if on_cycle else types.CodeActionKind.RefactorRewrite
-    if params.context.only and not any(kind == only or kind.startswith(f"{only}.") for only in params.context.only):
-        return None
+    wanted = lambda kind: not params.context.only or any(  # noqa: E731
+        kind == only or kind.startswith(f"{only}.") for only in params.context.only)
     start = convert.to_server_position(lines, params.range.start, ls.encoding)
     end = convert.to_server_position(lines, params.range.end, ls.encoding)
-    text = ls.state.text_of(path)
-    fixes = ls.state.query(lambda index: refactor.cycle_fixes(index, path, text, start, end, bool(on_cycle)), path)
-    versioned = _client_has("workspace.workspace_edit.document_changes")
-    return [types.CodeAction(title=fix.title, kind=kind, diagnostics=on_cycle or None, is_preferred=bool(on_cycle),
-                             edit=ls.state.workspace_edit(fix.edits, versioned=versioned)) for fix in fixes] or None
+    actions = []
+    if wanted(kind):
+        text = ls.state.text_of(path)
+        fixes = ls.state.query(lambda index: refactor.cycle_fixes(index, path, text, start, end, bool(on_cycle)), path)
+        versioned = _client_has("workspace.workspace_edit.document_changes")
+        actions = [types.CodeAction(title=fix.title, kind=kind, diagnostics=on_cycle or None, is_preferred=bool(on_cycle),
+                                    edit=ls.state.workspace_edit(fix.edits, versioned=versioned)) for fix in fixes]
+    for provider in ls.code_action_providers:  # model-written actions (lsp.ai_actions), resolved lazily
+        try:
+            actions.extend(action for action in provider(ls, params, path, start, end) if wanted(action.kind))
+        except Exception:
+            log.exception("code action provider %r failed", provider)
+    return actions or None
 
 
 @SERVER.command(REINDEX_COMMAND)
@@ -297,12 +306,15 @@ async def _restart_worker(ls: MsaServer, *args):
 
 
 def _load_extensions(server: MsaServer) -> None:
-    """AI completion (inline completion and the model's completion item) lives in lsp.completion."""
-    from lsp import completion
+    """AI completion (inline completion and the model's completion item) lives in lsp.completion; model-written
+    code actions in lsp.ai_actions; "unusual code" hints in lsp.unusual."""
+    from lsp import ai_actions, completion, unusual
 
     completion.register(server)
     if RESTART_WORKER_COMMAND not in server.protocol.fm.commands:  # lsp.completion may register its own
         server.command(RESTART_WORKER_COMMAND)(_restart_worker)
+    ai_actions.register(server)
+    unusual.register(server)
 
 
 def _configure_logging(log_file: str | None, level: str) -> None:

@@ -46,6 +46,7 @@ class WorkspaceState:
         self._too_large: set[str] = set()  # open buffers over msa.index.maxFileSize (warned once)
         self._generation = 0
         self.file_listeners: list = []  # callables(path) after a file's text changed; path None = index rebuilt
+        self.diagnostic_sources: list = []  # callables(path) -> [types.Diagnostic] published with the index's
         self.status = {"index": {"state": "indexing", "files": 0, "done": 0},
                        "worker": {"state": "off", "message": "", "model": ""},
                        "cache": {"segments": 0, "tokens": 0, "filled": 0}}
@@ -304,6 +305,12 @@ class WorkspaceState:
         for path in set(found) | set(self._published):
             self._publish(path, found.get(path, []))
 
+    def republish(self, path: str) -> None:
+        """Publishes `path`'s diagnostics again now (a diagnostic source has new results for it)."""
+        if self.index is not None:
+            self._flush(path)
+            self._publish(path)
+
     def _publish(self, path: str, found=None) -> None:
         """Pushes `path`'s diagnostics (`found`, else asked of the index) when they differ from what the
         client has; never for a stale version."""
@@ -314,6 +321,11 @@ class WorkspaceState:
             found = self.index.diagnostics(path)
         lines = self.lines_for(path) if found else []
         diagnostics = [convert.diagnostic(lines, d, self.server.encoding) for d in found]
+        for source in self.diagnostic_sources:  # e.g. the model's "unusual code" hints (lsp.unusual)
+            try:
+                diagnostics += source(path)
+            except Exception:
+                log.exception("diagnostic source %r failed", source)
         version = doc.version if doc is not None else None
         if doc is None and self._published.get(path, []) == diagnostics:
             return
