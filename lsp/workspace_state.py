@@ -41,6 +41,7 @@ class WorkspaceState:
         self._indexed_version: dict[str, int | None] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._published: dict[str, list[types.Diagnostic]] = {}
+        self._cycles: list[tuple[str, ...]] = []
         self._cycle_files: set[str] = set()
         self._importers_before: dict[str, set[str]] = {}  # importers of a file changed on disk, until republished
         self._too_large: set[str] = set()  # open buffers over msa.index.maxFileSize (warned once)
@@ -275,8 +276,11 @@ class WorkspaceState:
             if everything and os.path.basename(path) in RELINKING_FILES:
                 self._publish_everything()  # every import may resolve differently now
                 return
-            before = self._cycle_files
-            affected = {path} | before | self._files_on_cycles()
+            cycles_before, files_before = self._cycles, self._cycle_files
+            self._files_on_cycles()
+            affected = {path}
+            if self._cycles != cycles_before:  # a cycle's message names every file on it
+                affected |= files_before | self._cycle_files
             if everything:  # a file appeared, changed or vanished on disk: its importers and
                 # files with unresolved imports may resolve differently
                 affected |= set(self.index.importers_of(path)) | self._importers_before.pop(path, set())
@@ -287,7 +291,8 @@ class WorkspaceState:
             log.exception("publishing diagnostics after an edit to %s failed", path)
 
     def _files_on_cycles(self) -> set[str]:
-        self._cycle_files = {p for cycle in self.index.import_cycles() for p in cycle}
+        self._cycles = self.index.import_cycles()
+        self._cycle_files = {p for cycle in self._cycles for p in cycle}
         return self._cycle_files
 
     def _publish_everything(self) -> None:
