@@ -102,7 +102,7 @@ def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace, tiny_model):
     typed = "value = make_service() or "
     result = run_e2e(tmp_path, code_server, vsix, workspace, settings={"msa.model": str(tiny_model)},
                      status_pattern=r"msa: \d+ files · cache 100% · qwen2",
-                     inline={"file": "py/app/models.py", "type": typed, "timeoutMs": 90000})
+                     inline={"file": "py/app/models.py", "type": typed[:-1], "then": typed[-1], "timeoutMs": 90000})
     assert result["activation"].startswith("activated running=true")
     assert any("msa-lspsyntax-error" in row for row in result["problems"]), result["problems"]  # source + code spans
     assert re.search(r"msa: \d\d files · cache 100% · qwen2", result["statusBar"]), result["statusBar"]

@@ -145,6 +145,14 @@ async function main() {
       await page.locator('.monaco-editor .view-lines .view-line').last().click();
       await page.keyboard.press('Control+End');
       await page.keyboard.type(spec.inline.type, { delay: 40 });
+      // the suggest popup (workspace symbols + the AI item) opens on words; with it open VS Code only
+      // previews ghost text that extends the selected item, so close it as a user would, and go on typing
+      const suggest = page.locator('.editor-widget.suggest-widget.visible');
+      if (await suggest.count()) {
+        await page.keyboard.press('Escape');
+        await suggest.waitFor({ state: 'hidden' });
+      }
+      await page.keyboard.type(spec.inline.then, { delay: 40 });
       const ghost = page.locator('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text').first();
       await ghost.waitFor({ timeout: spec.inline.timeoutMs });
       result.ghostText = await ghost.textContent();
