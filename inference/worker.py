@@ -298,10 +298,11 @@ class Worker:
         template = self.reasoning_template if request["reasoning"] else None
         reasoning = {"requested": request["reasoning"], "used": template is not None, "thought_chars": 0,
                      "reason": "" if template is not None or not request["reasoning"] else self.no_reasoning_reason}
-        self.generate_log.append({"id": request["id"], "connection": connection.number, "path": request["path"],
-                                  "reasoning_requested": request["reasoning"], "reasoning_used": template is not None,
-                                  "max_tokens": request["max_tokens"], "stop": list(request["stop"]),
-                                  "instruction": request["instruction"][:200]})
+        entry = {"id": request["id"], "connection": connection.number, "path": request["path"],
+                 "reasoning_requested": request["reasoning"], "reasoning_used": template is not None,
+                 "max_tokens": request["max_tokens"], "stop": list(request["stop"]),
+                 "instruction": request["instruction"][:200], "thought_chars": 0}
+        self.generate_log.append(entry)
         started = time.perf_counter()
         knobs = dict(temperature=float(request["temperature"]), seed=request.get("seed"),
                      should_stop=lambda: job.stop.is_set() or not connection.alive)
@@ -319,6 +320,7 @@ class Worker:
         if job.stop.is_set():
             self.cancelled += 1
             raise protocol.ProtocolError("cancelled", f"request {request['id']} was cancelled")
+        entry["thought_chars"] = reasoning["thought_chars"]
         stats = _plain(getattr(self.engine, "last_stats", None) or {})
         timings = {"total_ms": (time.perf_counter() - started) * 1e3}
         cache = {k: v for k, v in stats.items() if not k.endswith("_ms") and k != "finish"}

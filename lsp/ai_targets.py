@@ -110,7 +110,8 @@ def function_shape(path: str, text: str, language: str, name_range: Range) -> Fu
         else:  # an arrow function's expression body: not a stub shape we replace
             return FunctionShape(signature, False, src.range(body), def_indent, "", "", def_line,
                                  src.range(body).start_line)
-        unit = "\t" if def_indent.startswith("\t") else "    "
+        tabs = def_indent.startswith("\t") or language == "go" or text.count("\n\t") > text.count("\n    ")
+        unit = "\t" if tabs else "    "
         indent = def_indent + unit
         lead, trail = "\n" + indent, "\n" + def_indent
     stub = all(STUB.match(src.node_text(child).strip()) for child in statements)

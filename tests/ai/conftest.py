@@ -22,10 +22,10 @@ from inference import protocol
 from tests.worker.conftest import WorkerProcess, build_tiny_model, greeted
 
 WAIT_S = 60
-THINKING_TEMPLATE = (
-    "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-    "{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n"
-    "{%- if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{%- endif %}"
+THINKING_TEMPLATE = (  # shaped like Qwen3's: thinking unless enable_thinking is false
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
     "{%- endif %}")
 
 UTIL_SAVED = 'def helper(x):\n    """Double x."""\n    return x * 2\n\n\ndef area(width, height):\n' \
