@@ -106,6 +106,8 @@ def initialize(ls: MsaServer, params: types.InitializeParams):
     root = next((f for f in folders if f), None) or (uri_to_path(params.root_uri) if params.root_uri else None) \
         or params.root_path
     ls.state.set_root(root)
+    if len([f for f in folders if f]) > 1:
+        ls.warn(f"only the first workspace folder is indexed ({root}); the others get no cross-file features")
     log.info("root %s, position encoding %s", root, ls.encoding)
 
 
