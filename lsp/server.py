@@ -9,6 +9,7 @@ and adds the model's completion items through `MsaServer.completion_providers`.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -188,10 +189,13 @@ def did_close(ls: MsaServer, params: types.DidCloseTextDocumentParams):
 
 
 @SERVER.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-def did_change_watched_files(ls: MsaServer, params: types.DidChangeWatchedFilesParams):
-    for event in params.changes:
-        path = uri_to_path(event.uri)
-        if path is not None and ls.documents.by_path(path) is None:
+async def did_change_watched_files(ls: MsaServer, params: types.DidChangeWatchedFilesParams):
+    paths = [path for event in params.changes if (path := uri_to_path(event.uri)) is not None]
+    if any(os.path.basename(path) == ".gitignore" for path in paths):
+        await ls.state.start_indexing()  # what is ignored changed: walk the tree again
+        return
+    for path in paths:
+        if ls.documents.by_path(path) is None:
             ls.state.disk_changed(path)
 
 

@@ -98,3 +98,14 @@ async def test_reindex_command_rebuilds(client):
     await asyncio.wait_for(client.events.ready.wait(), 20)
     found = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="brand_new"))
     assert [s.name for s in found] == ["brand_new"]
+
+
+async def test_a_changed_gitignore_rebuilds_the_index(client):
+    ignore = client.root / ".gitignore"
+    ignore.write_text("pkg/app.py\n")
+    client.events.ready.clear()
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
+        changes=[types.FileEvent(uri=ignore.as_uri(), type=types.FileChangeType.Created)]))
+    await asyncio.wait_for(client.events.ready.wait(), 20)
+    found = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="run"))
+    assert not any(s.name == "run" for s in found)
