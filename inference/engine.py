@@ -6,7 +6,7 @@ This is the API the worker calls; it knows nothing about LSP, sockets or editors
                     top_k_blocks=16, cache_dir=None, cache_max_bytes=20 << 30, repo_name="repo",
                     # extra knobs, all optional:
                     segment_cap=None, dense_layers=None, summary_mode="minmax",
-                    device_max_bytes=None, host_max_bytes=8 << 30)
+                    device_max_bytes=None, host_max_bytes=8 << 30, decode="auto")
     engine.info() -> dict(model, family, params, device, dtype, layout, attention, fim_format, fingerprint, window)
     engine.sync(add=[(path, content_hash, text), ...], drop=[path, ...])
         -> dict(prefilled_tokens, reused_segments, loaded_from_disk, segments, tokens)
@@ -22,7 +22,9 @@ This is the API the worker calls; it knows nothing about LSP, sockets or editors
 
 model_dir None = the bundled model in inference/bundled/ (raises FileNotFoundError when none is installed).
 layout: "parallel" (default), "offsets" (parallel encoding at cumulative offsets, for measurement) or
-"sequential" (exact causal reference). attention: "sparse" (MSA top-k per GQA group on sparse layers) or
+"sequential" (exact causal reference). decode: "plain" (each generated token through the general forward),
+"static" (fixed-shape step, inference/decode_graph.py), "graph" (that step captured in a CUDA graph; CUDA only) or
+"auto" (graph on CUDA, plain elsewhere). attention: "sparse" (MSA top-k per GQA group on sparse layers) or
 "dense". Positions are Python str indices (Unicode code points). One request at a time (not thread-safe).
 """
 
@@ -37,6 +39,7 @@ import torch
 
 from inference import checkpoint, fim, sampling
 from inference.attention import RepoAttention, attend_dense, attend_segment, merge
+from inference.decode_graph import GraphDecoder
 from inference.kv_cache import PagePool, SegmentStore
 from inference.persist import DiskCache
 from inference.repo_cache import RepoCache
@@ -93,7 +96,9 @@ class Engine:
                  attention: str = "sparse", top_k_blocks: int = 16, cache_dir: str | None = None,
                  cache_max_bytes: int = 20 << 30, repo_name: str = "repo", segment_cap: int | None = None,
                  dense_layers: int | None = None, summary_mode: str = "minmax", device_max_bytes: int | None = None,
-                 host_max_bytes: int = 8 << 30):
+                 host_max_bytes: int = 8 << 30, decode: str = "auto"):
+        if decode not in ("auto", "plain", "static", "graph"):
+            raise ValueError(f"decode must be 'auto', 'plain', 'static' or 'graph', got {decode!r}")
         if attention not in ("sparse", "dense"):
             raise ValueError(f"attention must be 'sparse' or 'dense', got {attention!r}")
         if top_k_blocks < 2:
@@ -105,6 +110,10 @@ class Engine:
             model_dir = str(BUNDLED_DIR)
         self.model_dir = pathlib.Path(model_dir)
         self.device = _resolve_device(device)
+        if decode == "graph" and self.device.type != "cuda":
+            raise ValueError(f"decode='graph' needs a CUDA device, not {self.device}")
+        self.decode = decode if decode != "auto" else ("graph" if self.device.type == "cuda" else "plain")
+        self._decoder: GraphDecoder | None = None
         self.dtype = _resolve_dtype(dtype, self.device)
         self.model = checkpoint.load_model(self.model_dir, device=self.device, dtype=self.dtype, dense_layers=dense_layers)
         self.cfg = self.model.cfg
@@ -206,6 +215,17 @@ class Engine:
         return attn, (live_path, self.repo.version, self.store.generation, self.repo.tail_position(),
                       self.attention, self.top_k, self.summary_mode)
 
+    def _begin_decoder(self, repo_attn: RepoAttention) -> GraphDecoder | None:
+        """The fixed-shape decoder pointed at this request (None for decode="plain")."""
+        if self.decode == "plain":
+            return None
+        if self._decoder is None:
+            self._decoder = GraphDecoder(self.model, self.pool, capture=self.decode == "graph")
+        self._decoder.capture = self.decode == "graph"
+        self._decoder.begin(self._tail, repo_attn.view, sparse=repo_attn.sparse, top_k=self.top_k,
+                            summary_mode=self.summary_mode)
+        return self._decoder
+
     # ---- completion -------------------------------------------------------------------------------------
     def _fim_ids(self, path: str, prefix: str, suffix: str, budget: int) -> list[int]:
         pieces = [(kind, self.tok.encode(text)) for kind, text in self.fim.tail(path, prefix, suffix)]
@@ -256,6 +276,7 @@ class Engine:
         decoder = StreamDecoder(self.tok)
         text, emitted = "", 0
         logits = self._run_tail(ids[reuse:], reuse, repo_attn, "last")[-1]
+        fast = self._begin_decoder(repo_attn)
         t_first = None
         for step in range(max_tokens):
             if should_stop():
@@ -281,11 +302,19 @@ class Engine:
                 yield text[emitted:safe]
                 emitted = safe
             if step + 1 < max_tokens:
-                logits = self._run_tail([tid], len(self._tail.ids), repo_attn, "last")[-1]
+                if fast is None:
+                    logits = self._run_tail([tid], len(self._tail.ids), repo_attn, "last")[-1]
+                else:
+                    slot = len(self._tail.ids)
+                    logits = fast.step(tid, slot, self.repo.tail_position() + slot)
+                    self._tail.ids.append(tid)
         if len(text) > emitted:
             yield text[emitted:]
         if t_first is not None:
             stats["decode_ms"] = (time.perf_counter() - t_first) * 1e3
+        if fast is not None:
+            blocks, groups = fast.selection_counts()
+            repo_attn.stats.blocks, repo_attn.stats.groups = repo_attn.stats.blocks + blocks, repo_attn.stats.groups + groups
         sel = repo_attn.stats
         stats["selected_blocks"] = round(sel.mean_blocks, 2) if sel.groups else None
         self.last_stats = stats
