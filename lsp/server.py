@@ -207,8 +207,8 @@ def document_symbol(ls: MsaServer, params: types.DocumentSymbolParams):
 
 
 @SERVER.feature(types.WORKSPACE_SYMBOL)
-def workspace_symbol(ls: MsaServer, params: types.WorkspaceSymbolParams):
-    found = ls.state.query(lambda index: index.search(params.query, limit=200))
+async def workspace_symbol(ls: MsaServer, params: types.WorkspaceSymbolParams):
+    found = await ls.state.query_async(lambda index: index.search(params.query, limit=200))
     return [types.SymbolInformation(
         name=d.name, kind=convert.SYMBOL_KINDS.get(d.kind, types.SymbolKind.Variable), container_name=d.container or None,
         location=ls.state.location(d.path, d.name_range)) for d in found]
@@ -228,10 +228,10 @@ def definition(ls: MsaServer, params: types.DefinitionParams):
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_REFERENCES)
-def references(ls: MsaServer, params: types.ReferenceParams):
+async def references(ls: MsaServer, params: types.ReferenceParams):
     path, line, column = _server_position(params)
-    found = ls.state.query(lambda index: refactor.references_at(index, path, line, column,
-                                                                params.context.include_declaration), path)
+    found = await ls.state.query_async(lambda index: refactor.references_at(
+        index, path, line, column, params.context.include_declaration), path)
     return [ls.state.location(ref_path, span) for ref_path, span in found] or None
 
 
@@ -243,9 +243,10 @@ def prepare_rename(ls: MsaServer, params: types.PrepareRenameParams):
 
 
 @SERVER.feature(types.TEXT_DOCUMENT_RENAME)
-def rename(ls: MsaServer, params: types.RenameParams):
+async def rename(ls: MsaServer, params: types.RenameParams):
     path, line, column = _server_position(params)
-    edits = ls.state.query(lambda index: refactor.rename_edits(index, path, line, column, params.new_name), path)
+    edits = await ls.state.query_async(
+        lambda index: refactor.rename_edits(index, path, line, column, params.new_name), path)
     return ls.state.workspace_edit(edits, versioned=_client_has("workspace.workspace_edit.document_changes"))
 
 

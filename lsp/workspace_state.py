@@ -114,6 +114,18 @@ class WorkspaceState:
         except RefactorError as exc:
             raise JsonRpcException(str(exc), code=REQUEST_FAILED) from exc
 
+    async def query_async(self, ask, path: str | None = None):
+        """Like query, with `ask(index)` run in a worker thread: for queries that may read many files
+        (references, rename), so the event loop keeps reading messages meanwhile."""
+        if self.index is None:
+            raise JsonRpcException("the workspace is not indexed yet (no workspace folder?)", code=REQUEST_FAILED)
+        if path is not None:
+            self._flush(path)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, ask, self.index)
+        except RefactorError as exc:
+            raise JsonRpcException(str(exc), code=REQUEST_FAILED) from exc
+
     def _index_options(self) -> IndexOptions:
         opts = self.server.options.index
         return IndexOptions(max_file_size=opts.max_file_size, exclude=opts.exclude, include_secrets=opts.include_secrets)
