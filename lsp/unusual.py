@@ -29,6 +29,8 @@ SETTLE_S, RATE_S = 1.0, 5.0
 BASELINE_FILES, BASELINE_CHARS = 6, 60_000
 Z_MIN, SURPRISAL_MIN, MAX_HINTS, STD_FLOOR = 2.5, 5.0, 5, 1.0
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\S")
+BINDER_BEFORE = re.compile(r"\b(def|class|func|fn|function|let|const|var|type|struct|interface|for|as)\s+$")
+ASSIGNED_AFTER = re.compile(r"\s*(:[^=\n]*)?=(?!=)")
 KEYWORDS = {"def", "class", "return", "if", "elif", "else", "for", "while", "import", "from", "with", "try",
             "except", "raise", "yield", "async", "await", "const", "let", "var", "function", "func", "fn", "pub",
             "use", "type", "interface", "export", "package", "struct", "impl", "match", "switch", "case"}
@@ -56,11 +58,23 @@ def line_kind(text: str) -> str:
     return "other"
 
 
+def binds_new_name(line: str, start: int, end: int) -> bool:
+    """Whether the word at line[start:end] is bound here (a def/class name, an assignment target, a parameter,
+    a loop or `as` variable): the first such binding of a name is naturally surprising and is not counted."""
+    before, after = line[:start], line[end:]
+    if BINDER_BEFORE.search(before) or ASSIGNED_AFTER.match(after):
+        return True
+    head = line.lstrip()
+    return head.startswith(("def ", "async def ", "func ", "fn ", "function ")) and "(" in before
+
+
 def line_scores(text: str, tokens: list[tuple[str, int, float]]) -> list[LineScore]:
-    """Per non-blank line: the most surprising words (a word's surprisal = sum over the tokens it overlaps)."""
+    """Per non-blank line: the most surprising words (a word's surprisal = sum over the tokens it overlaps);
+    the first occurrence of a name where it is bound does not count."""
     starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
     token_starts = [start for _, start, _ in tokens]
     lines = text.split("\n")
+    seen: set[str] = set()
     out = []
     for number, line in enumerate(lines):
         if not line.strip():
@@ -76,7 +90,12 @@ def line_scores(text: str, tokens: list[tuple[str, int, float]]) -> list[LineSco
                     break
                 if start + max(1, len(token_text)) > lo:
                     total += -logprob
-            words.append((match.group(0), match.start(), match.end(), total))
+            word = match.group(0)
+            first = word not in seen
+            seen.add(word)
+            if first and (word[0].isalpha() or word[0] == "_") and binds_new_name(line, match.start(), match.end()):
+                continue
+            words.append((word, match.start(), match.end(), total))
         if not words:
             continue
         words.sort(key=lambda w: -w[3])
@@ -99,14 +118,16 @@ def kind_stats(scores: list[LineScore]) -> dict[str, tuple[float, float, int]]:
 
 
 def rank(scores: list[LineScore], baseline: list[LineScore]) -> list[LineScore]:
-    """Lines of `scores` with their z-score against same-kind lines of scores + baseline, most unusual first."""
+    """Lines of `scores` with their z-score, most unusual first: distance from the mean of same-kind lines (of
+    scores + baseline) in units of the spread of all lines (a kind's own spread is too noisy for few lines)."""
     stats = kind_stats(scores + baseline)
+    overall_mean, spread, _ = stats["*"]
     ranked = []
     for score in scores:
-        mean, std, count = stats.get(score.kind, stats["*"])
-        if count < 5:  # too few lines of this kind to compare with: use all lines
-            mean, std, _ = stats["*"]
-        ranked.append(LineScore(score.line, score.kind, score.surprisal, score.words, (score.surprisal - mean) / std))
+        mean, _, count = stats.get(score.kind, stats["*"])
+        if count < 5:  # too few lines of this kind to compare with: all lines
+            mean = overall_mean
+        ranked.append(LineScore(score.line, score.kind, score.surprisal, score.words, (score.surprisal - mean) / spread))
     ranked.sort(key=lambda s: -s.z)
     return ranked
 
