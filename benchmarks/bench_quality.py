@@ -44,17 +44,22 @@ def heldout_projects(data: str | None) -> dict[str, list[tuple[str, str]]]:
     if data:
         projects.update(group_by_project(read_records(Path(data) / "heldout.jsonl.xz")))
     for sp in site.getsitepackages():
+        if not Path(sp).is_dir():
+            continue
         for project in collect(Path(sp), "python", Deduplicator(), {}, want_heldout=True):
             projects.setdefault(f"python:{project.name}", project.files)
     return projects
 
 
-def sync_project(engine, files, skip: str | None = None, token_cap: int = 60_000):
+TOKEN_CAP = 12_000  # repository tokens synced per held-out project (CPU prefill is the cost)
+
+
+def sync_project(engine, files, first: set[str] = frozenset(), token_cap: int | None = None):
+    """Makes the cache hold this project's files (those in `first` before the rest) up to token_cap tokens."""
+    token_cap = token_cap or TOKEN_CAP
     engine.sync(add=[], drop=list(engine.repo.files))
     add, used = [], 0
-    for path, text in files:
-        if path == skip:
-            continue
+    for path, text in sorted(files, key=lambda f: f[0] not in first):
         n = len(text) // 3
         if used + n > token_cap:
             continue
@@ -73,7 +78,7 @@ def bits_per_byte(engine_repo, engine_alone, projects, n_files: int, rng) -> dic
         if name != current:
             sync_project(engine_repo, projects[name])
             current = name
-        text = text[:2500]
+        text = text[:1500]
         scored = {}
         for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
             scored[arm] = eng.score(path, text, 0, len(text))
@@ -121,7 +126,7 @@ def call_sites(files: list[tuple[str, str]]) -> list[dict]:
                 continue
             seen.add(name)
             rest = line[col:].rstrip()
-            sites.append({"path": path, "name": name, "start": start, "line_rest": rest,
+            sites.append({"path": path, "name": name, "start": start, "line_rest": rest, "defined_in": next(iter(defined[name])),
                           "prefix": text[:start], "suffix": text[start + len(line) - col:]})
     return sites
 
@@ -140,9 +145,11 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
     hits = {arm: {"name": 0, "args": 0} for arm in ("repo", "alone")}
     paired = {"repo_only": 0, "alone_only": 0}
     current, examples = None, []
-    for name, s in cases:
+    for i, (name, s) in enumerate(cases):
+        if i % 10 == 0:
+            print(f"  cross-file case {i}/{len(cases)}", file=sys.stderr, flush=True)
         if name != current:
-            sync_project(engine_repo, projects[name])
+            sync_project(engine_repo, projects[name], {c["defined_in"] for n, c in cases if n == name})
             current = name
         got = {}
         for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
@@ -197,6 +204,7 @@ def needle(engine, projects, sizes: list[int], depths: list[float], rng, trials:
                 out = completion(engine, "billing/main.py", prefix, "\n", max_tokens=16)
                 ok += out.startswith(fname + "(") or out.strip() == fname
             rows.append({"depth": depth, "exact": ok, "trials": trials})
+            print(f"  needle {used} tokens depth {depth}: {ok}/{trials}", file=sys.stderr, flush=True)
         results[f"{used}_tokens"] = rows
     return results
 
@@ -206,8 +214,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="model directory (default: the bundled model)")
     ap.add_argument("--data", default=None, help="folder with heldout.jsonl.xz from `msa-lsp train corpus`")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--files", type=int, default=30)
-    ap.add_argument("--cases", type=int, default=80)
+    ap.add_argument("--files", type=int, default=16)
+    ap.add_argument("--cases", type=int, default=60)
+    ap.add_argument("--repo-tokens", type=int, default=TOKEN_CAP, help="repository tokens synced per project")
     ap.add_argument("--needle-sizes", default="32000,128000")
     ap.add_argument("--needle-trials", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: bpb,crossfile,needle")
@@ -215,6 +224,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from inference.engine import Engine
 
+    globals()["TOKEN_CAP"] = args.repo_tokens
     rng = random.Random(args.seed)
     skip = set(filter(None, args.skip.split(",")))
     projects = heldout_projects(args.data)

@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--python-site", default=None, help="site-packages to add as Python data ('none' to skip)")
     f.add_argument("--python-mb", type=float, default=200.0)
     f.add_argument("--project-mb", type=float, default=12.0)
+    f.add_argument("--python-skip-mb", type=float, default=0.0, help="skip this much Python (sorted projects) first")
+    f.add_argument("--init-from", default=None, help="checkpoint folder to continue training from")
     f.add_argument("--model-config", default="", help="JSON overriding ModelConfig fields")
     f.add_argument("--seq-len", type=int, default=4096)
     f.add_argument("--batch", type=int, default=16)

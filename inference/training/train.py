@@ -50,8 +50,10 @@ class TrainConfig:
     seed: int = 0
 
 
-def load_projects(data_dir: Path, python_site: str | None, python_bytes: int, max_project_bytes: int) -> dict:
-    """Training projects from the carried train-*.jsonl.xz files plus (optionally) a site-packages folder."""
+def load_projects(data_dir: Path, python_site: str | None, python_bytes: int, max_project_bytes: int,
+                  python_skip_bytes: int = 0) -> dict:
+    """Training projects from the carried train-*.jsonl.xz files plus (optionally) a site-packages folder, whose
+    projects are taken in sorted order after skipping the first python_skip_bytes worth."""
     projects: dict = {}
     for path in sorted(data_dir.glob("train-*.jsonl.xz")):
         projects.update(group_by_project(read_records(path)))
@@ -70,9 +72,11 @@ def load_projects(data_dir: Path, python_site: str | None, python_bytes: int, ma
                     break
                 files.append((path, text))
                 size += len(text)
-            projects[key] = files
             used += size
-            if used >= python_bytes:
+            if used <= python_skip_bytes:
+                continue
+            projects[key] = files
+            if used >= python_bytes + python_skip_bytes:
                 break
         log.info("python from %s: %d bytes, %s", python_site, used, stats)
     return projects
@@ -92,17 +96,27 @@ def tokenize(enc: Encoder, projects: dict) -> dict:
 class Prefetcher:
     """Background threads that build rows into a bounded queue (the tokenizer releases the GIL)."""
 
-    def __init__(self, enc, projects, file_ids, T: int, batch: int, seed: int, threads: int = 3):
-        self.q: queue.Queue = queue.Queue(maxsize=8)
+    def __init__(self, enc, projects, file_ids, T: int, batch: int, seed: int, threads: int = 3, depth: int = 8):
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.batch = batch
+        self.stopped = threading.Event()
         for k in range(threads):
             builder = RowBuilder(enc, projects, file_ids, T, seed * 1000 + k)
             threading.Thread(target=self._run, args=(builder,), daemon=True).start()
 
     def _run(self, builder: RowBuilder):
-        while True:
+        while not self.stopped.is_set():
             rows = [builder.row() for _ in range(self.batch)]
-            self.q.put({k: np.stack([getattr(r, k) for r in rows]) for k in ("ids", "pos", "grp", "doc", "tail", "pad", "labels")})
+            batch = {k: np.stack([getattr(r, k) for r in rows]) for k in ("ids", "pos", "grp", "doc", "tail", "pad", "labels")}
+            while not self.stopped.is_set():
+                try:
+                    self.q.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     def next(self) -> dict:
         return self.q.get()
@@ -178,13 +192,21 @@ def run(args) -> int:
     enc = Encoder(load_tokenizer(Path(args.tokenizer)))
     python_site = None if args.python_site == "none" else (args.python_site or site.getsitepackages()[0])
     t0 = time.time()
-    projects = load_projects(data_dir, python_site, int(args.python_mb * 1e6), int(args.project_mb * 1e6))
+    projects = load_projects(data_dir, python_site, int(args.python_mb * 1e6), int(args.project_mb * 1e6),
+                             int(args.python_skip_mb * 1e6))
     file_ids = tokenize(enc, projects)
     n_tokens = sum(len(a) for v in file_ids.values() for a in v)
     log.info("data: %d projects, %d files, %d tokens, %.0f s", len(projects), sum(map(len, projects.values())), n_tokens, time.time() - t0)
-    cfg = ModelConfig(**json.loads(args.model_config)) if args.model_config else ModelConfig()
-    cfg.vocab_size = enc.tok.get_vocab_size()
-    model = MSAForTraining(cfg).to(device)
+    if args.init_from:
+        from inference.training.export import load_checkpoint
+
+        model = load_checkpoint(Path(args.init_from)).to(device)
+        cfg = model.cfg
+        log.info("continuing from %s", args.init_from)
+    else:
+        cfg = ModelConfig(**json.loads(args.model_config)) if args.model_config else ModelConfig()
+        cfg.vocab_size = enc.tok.get_vocab_size()
+        model = MSAForTraining(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %d parameters, %s", n_params, cfg.to_dict())
     minutes = args.minutes
@@ -196,6 +218,7 @@ def run(args) -> int:
                      warmup_steps=args.lr_warmup_steps)
     prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed)
     history = train(model, prefetch, tc, device, checkpoint=lambda: save_checkpoint(model, out, None))
+    prefetch.stop()
     save_checkpoint(model, out, None)
     report = {"parameters": n_params, "train_data": {"projects": len(projects), "tokens": n_tokens},
               "tokens_seen": history[-1]["tokens"] if history else 0, "steps": history[-1]["step"] if history else 0,

@@ -38,3 +38,21 @@ def test_saved_checkpoint_matches_transformers_qwen3(tmp_path, tiny_config):
     assert torch.allclose(reloaded, ours_sparse, atol=1e-5)
     names = set(again.state_dict())
     assert "model.layers.1.self_attn.index_q_proj.weight" in names and "model.layers.0.self_attn.index_q_proj.weight" not in names
+
+
+def test_bundled_checkpoint_loads_in_transformers_with_the_training_logits():
+    transformers = __import__("transformers")
+    from pathlib import Path
+
+    bundled = Path(__file__).resolve().parents[2] / "inference" / "bundled"
+    config = json.loads((bundled / "config.json").read_text())
+    assert config["sparse_attention_config"]["use_sparse_attention"] is True
+    assert sum(f.stat().st_size for f in bundled.glob("*.safetensors")) < 30e6
+    assert all(f.stat().st_size < 16 * 2**20 for f in bundled.glob("*.safetensors"))
+    ours_model = load_checkpoint(bundled).eval()
+    hf = transformers.Qwen3ForCausalLM.from_pretrained(str(bundled), torch_dtype=torch.float32).eval()
+    ids = torch.randint(7, 16000, (1, 96))
+    with torch.no_grad():
+        ours, _ = ours_model(ids, torch.arange(96)[None], causal_visible(96), sparse=True)
+        theirs = hf(ids).logits
+    assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()

@@ -10,13 +10,19 @@ from tests.training.conftest import synthetic_projects
 
 def test_a_few_steps_reduce_the_loss(tokenizer, tiny_config):
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest and immune to a busy machine
     enc = Encoder(tokenizer)
     projects = synthetic_projects()
     file_ids = {k: enc.many([f"<|file_sep|>{p}\n{t}" for p, t in v]) for k, v in projects.items()}
     model = MSAForTraining(tiny_config)
-    prefetch = Prefetcher(enc, projects, file_ids, T=512, batch=2, seed=0, threads=1)
+    prefetch = Prefetcher(enc, projects, file_ids, T=512, batch=2, seed=0, threads=1, depth=2)
     tc = TrainConfig(seq_len=512, batch=2, lr=1e-2, warmup_steps=1, steps=16, warmup_frac=0.5, kl_rows=16, log_every=1)
-    history = train(model, prefetch, tc, torch.device("cpu"))
+    try:
+        history = train(model, prefetch, tc, torch.device("cpu"))
+    finally:
+        prefetch.stop()
+        torch.set_num_threads(threads)
     first = sum(h["ce"] for h in history[:3]) / 3
     last = sum(h["ce"] for h in history[-3:]) / 3
     assert last < first - 0.5, (first, last)
