@@ -105,6 +105,17 @@ async def client(request, lsp_client: LanguageClient, tmp_path):
     await lsp_client.shutdown_session()
 
 
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def one_client(lsp_client: LanguageClient, tmp_path):
+    """Like `client`, VS Code profile only: for behaviour that does not depend on the client's capabilities."""
+    root = copy_fixture("workspace", tmp_path)
+    lsp_client.root = root
+    lsp_client.profile = "visual-studio-code"
+    await start_session(lsp_client, "visual-studio-code", root)
+    yield
+    await lsp_client.shutdown_session()
+
+
 # Read-only tests share one session per module and profile (they must not edit files or buffers);
 # such tests run on the module's event loop: mark them with SHARED.
 SHARED = pytest.mark.asyncio(loop_scope="module")

@@ -11,7 +11,7 @@ from pygls.exceptions import JsonRpcException
 
 from pytest_lsp import ClientServerConfig
 
-from tests.lsp.conftest import NO_MODEL, PROFILES, SERVER_COMMAND, SHARED, at, open_file, start_session, uri
+from tests.lsp.conftest import NO_MODEL, SERVER_COMMAND, SHARED, at, open_file, start_session, uri
 
 
 def _frame(body: bytes) -> bytes:
@@ -101,7 +101,8 @@ async def test_change_to_unopened_document_is_reported_not_fatal(shared_client):
     assert result[0].uri == uri(client, "pkg/models.py")  # the disk text still counts
 
 
-async def test_stale_version_change_is_applied_and_published(client):
+async def test_stale_version_change_is_applied_and_published(one_client):
+    client = one_client
     doc_uri = open_file(client, "pkg/app.py", version=10)
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=doc_uri, version=4),
@@ -118,7 +119,8 @@ async def test_unknown_method_gets_method_not_found(shared_client):
     assert await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User"))
 
 
-async def test_huge_and_undecodable_files_are_skipped(client):
+async def test_huge_and_undecodable_files_are_skipped(one_client):
+    client = one_client
     huge = client.root / "pkg/huge.py"
     huge.write_text("HUGE = 1\n" + "x = 1\n" * (10 * 1024 * 1024 // 6))
     bad = client.root / "pkg/bad.py"
@@ -137,8 +139,7 @@ async def test_huge_and_undecodable_files_are_skipped(client):
     assert await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User"))
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-async def test_file_deleted_during_indexing(tmp_path, profile):
+async def test_file_deleted_during_indexing(tmp_path):
     """Enough files for the parallel parse; one vanishes at the first progress report."""
     root = tmp_path / "many"
     root.mkdir()
@@ -156,7 +157,7 @@ async def test_file_deleted_during_indexing(tmp_path, profile):
 
     features[types.PROGRESS] = _progress
     try:
-        await start_session(client, profile, root)
+        await start_session(client, "visual-studio-code", root)
         assert not victim.exists()
         client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(
             changes=[types.FileEvent(uri=victim.as_uri(), type=types.FileChangeType.Deleted)]))

@@ -64,7 +64,8 @@ async def test_edit_that_breaks_a_cycle_republishes_the_other_file(client):
     assert list(mine.diagnostics) == []
 
 
-async def test_closing_a_buffer_falls_back_to_disk(client):
+async def test_closing_a_buffer_falls_back_to_disk(one_client):
+    client = one_client
     doc_uri = open_file(client, "pkg/app.py")
     _change(client, doc_uri, 2, (1, 0), (2, 0), "")  # the buffer drops the unresolved import ...
     await client.events.diagnostics_where(lambda p: p.uri == doc_uri and p.version == 2 and not p.diagnostics)
@@ -77,7 +78,8 @@ async def test_closing_a_buffer_falls_back_to_disk(client):
     assert back.diagnostics[0].range.start.line == 1
 
 
-async def test_deleting_a_module_flags_its_importers(client):
+async def test_deleting_a_module_flags_its_importers(one_client):
+    client = one_client
     models = client.root / "pkg/models.py"
     models.unlink()
     since = len(client.events.published)

@@ -77,7 +77,8 @@ def test_docs_settings_table_matches_the_options():
     assert docs.endswith(settings_table())
 
 
-async def test_changed_index_settings_rebuild_the_index(client):
+async def test_changed_index_settings_rebuild_the_index(one_client):
+    client = one_client
     before = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="run"))
     assert any(s.name == "run" for s in before)
     client.events.ready.clear()
@@ -89,7 +90,8 @@ async def test_changed_index_settings_rebuild_the_index(client):
     assert any(s.name == "User" for s in await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="User")))
 
 
-async def test_reindex_command_rebuilds(client):
+async def test_reindex_command_rebuilds(one_client):
+    client = one_client
     assert {"msa.reindex", "msa.restartWorker"} <= set(
         client.init_result.capabilities.execute_command_provider.commands)
     (client.root / "pkg/extra.py").write_text("def brand_new():\n    pass\n")  # no watched-file event sent
@@ -100,7 +102,8 @@ async def test_reindex_command_rebuilds(client):
     assert [s.name for s in found] == ["brand_new"]
 
 
-async def test_a_changed_gitignore_rebuilds_the_index(client):
+async def test_a_changed_gitignore_rebuilds_the_index(one_client):
+    client = one_client
     ignore = client.root / ".gitignore"
     ignore.write_text("pkg/app.py\n")
     client.events.ready.clear()
