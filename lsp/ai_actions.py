@@ -83,7 +83,7 @@ class AiActions:
     def _can_resolve(self) -> bool:
         code_action = self._client_caps()
         support = code_action.resolve_support if code_action else None
-        return bool(support and "edit" in (support.properties or ()))
+        return bool(support and "edit" in (support.properties or ()) and code_action.data_support)
 
     def _tags(self):
         code_action = self._client_caps()
