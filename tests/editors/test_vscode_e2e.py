@@ -118,3 +118,5 @@ def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace, tiny_model):
     # commands: "Show server log" shows the server's stderr, "Toggle inline completion" turns it off
     assert re.search(r"\[info\] lsp\.\w+: ", result["logLine"]), result["logLine"]  # at its own level, not [error]
     assert json.loads(result["toggledSettings"])["msa.inlineCompletion.enable"] is False
+    # "Re-index workspace" reached the server's msa.reindex, with no error toast
+    assert len(result["indexRuns"]) >= 2 and result["notifications"] == [], result["notifications"]

@@ -177,6 +177,20 @@ async function main() {
       return /\[info\] lsp\.\w+: /.test(text || '') && text;
     });
     mark('log');
+    // "Re-index workspace" is the extension's command forwarded to the server's msa.reindex (which the
+    // server also lists in executeCommandProvider: the client must not register it a second time)
+    const serverLog = () => {
+      const logs = path.join(spec.userData, 'logs');
+      return fs.readdirSync(logs).map((d) => path.join(logs, d, 'exthost1', 'msa-lsp.msa-lsp', 'msa-lsp.log'))
+        .filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    };
+    await runCommand(page, 'msa-lsp: Re-index workspace');
+    result.indexRuns = await until('a second index run in the server log', () => {
+      const runs = serverLog().match(/indexed \d+ files/g) || [];
+      return runs.length >= 2 && runs;
+    });
+    result.notifications = await page.locator('.notifications-toasts .notification-toast').allTextContents();
+    mark('reindex');
     const settingsPath = path.join(spec.userData, 'User', 'settings.json');
     await runCommand(page, 'msa-lsp: Toggle inline completion');
     result.toggledSettings = await until('msa.inlineCompletion.enable written to settings.json', () => {
