@@ -75,6 +75,17 @@ function scenarios.attach(result)
   for _, method in ipairs({ "textDocument/rename", "textDocument/completion", "textDocument/inlineCompletion" }) do
     result.supports[method] = client:supports_method(method, buf)
   end
+  -- :MsaReindex goes to the server's msa.reindex; the statusline sees indexing, then ready again
+  local states = {}
+  vim.api.nvim_create_autocmd("User", { pattern = "MsaStatus", callback = function(ev)
+    table.insert(states, ev.data.index.state)
+  end })
+  vim.cmd("MsaReindex")
+  wait_until(20000, "indexing then ready after :MsaReindex", function()
+    local indexing = vim.fn.index(states, "indexing")
+    return indexing >= 0 and vim.list_contains(vim.list_slice(states, indexing + 1), "ready")
+  end)
+  result.reindex_states = states
   vim.cmd("checkhealth msa_lsp")
   result.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end

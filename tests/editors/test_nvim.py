@@ -49,6 +49,7 @@ def test_client_attaches_with_status_and_health(tmp_path, workspace):
     health = "\n".join(result["health"])
     assert "Neovim 0.11" in health and "attached" in health and "server command" in health
     assert "ERROR" not in health, health
+    assert "indexing" in result["reindex_states"] and result["reindex_states"][-1] == "ready", result["reindex_states"]
 
 
 def test_diagnostics_show_in_the_buffers(tmp_path, workspace):
