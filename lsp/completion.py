@@ -120,6 +120,13 @@ class CompletionService:
         if self.client is not None:
             await self.client.stop()
 
+    async def restart(self) -> None:
+        """The "restart worker" command: a fresh worker process, the repository synced into it again."""
+        client = self.ensure_worker()
+        if client is None:
+            raise RuntimeError("no worker to restart: inline completion and unusual-code hints are both off")
+        await client.restart()
+
     def _on_worker_change(self, client: WorkerClient) -> None:
         if client is not self.client:
             return

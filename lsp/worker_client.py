@@ -94,6 +94,17 @@ class WorkerClient:
             self._socket_dir = None
         self._set_state("off", "stopped")
 
+    async def restart(self) -> None:
+        """Stop the worker and bring up a fresh one (the "restart worker" command); the files are synced again."""
+        await self.stop()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        self._ready.clear()
+        self._synced.clear()
+        self._stopping = False
+        self.start()
+
     async def wait_ready(self, timeout: float) -> bool:
         """True once ready; False after `timeout` or as soon as the worker failed for good (state "error")."""
         deadline = asyncio.get_running_loop().time() + timeout

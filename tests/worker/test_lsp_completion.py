@@ -212,3 +212,14 @@ async def test_killed_worker_restarts_while_index_features_keep_working(client: 
     result = await asyncio.wait_for(client.text_document_inline_completion_async(inline_params(client)), WAIT_S)
     items = result.items if isinstance(result, types.InlineCompletionList) else result
     assert items and items[0].insert_text.strip()
+
+
+async def test_restart_worker_command_brings_up_a_fresh_worker(client: LanguageClient):
+    pids = _worker_pids(client._server.pid)
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="msa.restartWorker"))
+    await client.recorder.until(lambda s: s["worker"]["state"] in ("starting", "restarting"))
+    await client.recorder.until(ready_and_filled(2))
+    assert _worker_pids(client._server.pid) not in ([], pids)
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(inline_params(client)), WAIT_S)
+    items = result.items if isinstance(result, types.InlineCompletionList) else result
+    assert items and items[0].insert_text.strip()
