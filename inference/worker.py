@@ -166,6 +166,7 @@ class Worker:
         self.stopping = threading.Event()
         self.served = 0
         self.cancelled = 0
+        self.failed: str | None = None  # set when the engine broke for good (the process then exits 1)
         model_dir = getattr(engine, "model_dir", None)
         self.reasoning_template, self.no_reasoning_reason = (
             chat.find_reasoning_template(model_dir) if model_dir else (None, "the engine names no model directory"))
@@ -220,6 +221,9 @@ class Worker:
             except Exception as exc:  # the engine failed on this request; the worker keeps serving
                 log.exception("%s request failed", job.request["op"])
                 job.connection.send(protocol.error(job.request["id"], "internal", f"{type(exc).__name__}: {exc}"))
+                if getattr(exc, "fatal", False):  # e.g. a context-parallel rank died: restart the whole worker
+                    self.failed = str(exc)
+                    self.shutdown(f"fatal: {exc}")
             finally:
                 with self._lock:
                     self.active.pop(job.key, None)
@@ -411,17 +415,32 @@ def _check_model_dir(model: str | None) -> None:
                          "checkpoint directory (config.json, *.safetensors, tokenizer.json)")
 
 
+def engine_options(args) -> dict:
+    options = {"device": args.device, "layout": args.layout, "attention": args.attention,
+               "top_k_blocks": args.top_k, "cache_dir": args.cache_dir, "repo_name": args.repo_name}
+    if args.cache_max_gib is not None:
+        options["cache_max_bytes"] = int(args.cache_max_gib * 2**30)
+    return options
+
+
+def distributed_wanted(args) -> bool:
+    """Context parallel: two or more --devices, or a torchrun launch (checked without importing torch)."""
+    devices = [d for d in (getattr(args, "devices", None) or "").split(",") if d.strip()]
+    return len(devices) > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _load_engine(args):
     _check_model_dir(args.model)
     try:
         from inference.engine import Engine
     except ImportError as exc:
         raise SystemExit(f"msa-lsp worker: the inference engine is not available: {exc}")
-    options = {"device": args.device, "layout": args.layout, "attention": args.attention,
-               "top_k_blocks": args.top_k, "cache_dir": args.cache_dir, "repo_name": args.repo_name}
-    if args.cache_max_gib is not None:
-        options["cache_max_bytes"] = int(args.cache_max_gib * 2**30)
+    options = engine_options(args)
     try:
+        if distributed_wanted(args):  # context parallel over several devices / torchrun ranks
+            from inference import cp_engine
+
+            return cp_engine.start(args.model or None, options, devices=args.devices, timeout_s=args.rank_timeout)
         return Engine(args.model or None, **options)
     except (OSError, ValueError, RuntimeError) as exc:
         raise SystemExit(f"msa-lsp worker: cannot load model {args.model or '(bundled)'}: {exc}")
@@ -437,10 +456,16 @@ def _watch_stdin(worker: Worker) -> None:
 def main(args) -> int:
     logging.basicConfig(level=os.environ.get("MSA_WORKER_LOG", "INFO"), stream=sys.stderr,
                         format="%(asctime)s worker %(levelname)s %(message)s")
+    if distributed_wanted(args) and int(os.environ.get("RANK", "0")) > 0:  # a torchrun rank > 0 follows rank 0
+        from inference import cp_engine
+
+        return cp_engine.follow_main(args)
     server, address, token = _listen(args)
     started = time.perf_counter()
     engine = _load_engine(args)
     worker = Worker(engine, max_frame_bytes=getattr(args, "max_frame_bytes", None) or protocol.MAX_FRAME_BYTES)
+    if hasattr(engine, "on_failure"):  # a context-parallel rank that dies ends this worker (the client restarts it)
+        engine.on_failure = lambda reason: (setattr(worker, "failed", reason), worker.shutdown(reason))
     signal.signal(signal.SIGTERM, lambda *_: worker.shutdown("SIGTERM"))
     threading.Thread(target=_accept, args=(server, worker, token), daemon=True, name="accept").start()
     if getattr(args, "exit_with_stdin", False):
@@ -462,7 +487,9 @@ def main(args) -> int:
         except OSError:
             pass
     scheduler.join(timeout=5)
-    return 0
+    if hasattr(engine, "close"):  # context parallel: stop the other ranks
+        engine.close()
+    return 1 if worker.failed else 0
 
 
 def _accept(server: socket.socket, worker: Worker, token: str | None) -> None:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--token-file", help="file holding the shared secret for TCP clients")
     worker.add_argument("--cache-dir", help="directory for persistent segment KV")
     worker.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    worker.add_argument("--devices", help="spread the repository cache over these devices, e.g. 0,1 (context "
+                        "parallel; cpu,cpu for CPU ranks); torchrun launches need no --devices")
+    worker.add_argument("--rank-timeout", type=float, default=60.0, help="seconds a rank may take per collective")
     worker.add_argument("--layout", choices=["parallel", "sequential"], default="parallel")
     worker.add_argument("--attention", choices=["sparse", "dense"], default="sparse")
     worker.add_argument("--top-k", type=int, default=16, help="MSA blocks read per query (incl. the local one)")

@@ -1,0 +1,211 @@
+"""Repository attention when the repository's pages are spread over ranks (context parallel), exact w.r.t. one rank.
+
+Each rank holds some segments. Their blocks carry global block ids: the ids one rank would give them (the shared
+prefix first, then the files in sync order), so every rank reads its own blocks in ascending global order.
+Per layer:
+- dense (dense mode, or a dense layer of the model): each rank attends to all its own tokens;
+- sparse (MSA): each rank scores its own blocks and keeps its local top-(k-1) candidates (ties to the lower id);
+  ranks all-gather the candidates' (score, global id); every rank picks the same global top-(k-1) from them,
+  ordered by score, then lower global id (the one-rank rule), and attends to the picked blocks it owns.
+The partial (out, lse) of every rank is all-gathered and merged by log-sum-exp in rank order on every rank, so all
+ranks continue with bit-identical hidden states. The live tail's own attention is added to rank 0's part only.
+Non-job: who owns which segment (inference/cp_engine.py), the collectives themselves (inference/distributed.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from inference.attention import RepoAttention, RepoView, SelectionStats, attend_dense, shared_block_scores
+from inference.distributed import Comm
+from inference.kv_cache import PAGE, PagePool
+from kernels import ops as _ops
+from kernels import reference as ref
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class ShardView:
+    """This rank's share of one request's repository view."""
+
+    view: RepoView  # local pages, ascending global id
+    global_ids: torch.Tensor  # [n_local] int64
+    n_global: int  # blocks in the whole view, all ranks together
+
+
+@dataclass
+class CommTimer:
+    """Wall time spent inside collectives (only measured when `enabled`: it synchronizes the device)."""
+
+    enabled: bool = False
+    seconds: float = 0.0
+    calls: int = 0
+
+
+@dataclass
+class ShardedRepoAttention:
+    comm: Comm
+    pool: PagePool
+    shard: ShardView
+    sparse: bool
+    top_k: int = 16
+    summary_mode: str = "minmax"
+    use_kernels: bool | None = None  # None: kernels.ops on CUDA, batched torch on CPU
+    stats: SelectionStats = field(default_factory=SelectionStats)
+    timer: CommTimer = field(default_factory=CommTimer)
+
+    def __post_init__(self):
+        self.local = RepoAttention(self.pool, self.shard.view, sparse=self.sparse, top_k=self.top_k,
+                                   summary_mode=self.summary_mode)
+
+    @property
+    def view(self) -> RepoView:
+        return self.shard.view
+
+    def dense_layer(self, layer: int) -> bool:
+        return self.local.dense_layer(layer)
+
+    # ---- this rank's part ------------------------------------------------------------------------------
+    def partial(self, layer: int, q: torch.Tensor, index_q: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(out fp32 [T, Hq, d], lse [T, Hq]) of q over the blocks of this rank that the layer reads."""
+        T, Hq, d = q.shape
+        view = self.shard.view
+        if self.dense_layer(layer) or self.shard.n_global + 1 <= self.top_k:
+            if view.n_blocks == 0:
+                return _empty(q)
+            if not self.dense_layer(layer):  # every block is selected: count them like one rank would
+                self._count(T, self.shard.n_global)
+            return attend_dense(q, view.gather(self.pool.k[layer]), view.gather(self.pool.v[layer]))
+        selected = self._select(layer, q, index_q)  # [T, Hkv, k-1] local ids, -1 = not mine / none
+        if view.n_blocks == 0:
+            return _empty(q)
+        return self._attend_selected(layer, q, selected)
+
+    def _scores(self, layer, q, index_q) -> torch.Tensor:
+        pool, view = self.pool, self.shard.view
+        use_index = index_q is not None and layer in pool.index_slot
+        if not (q.is_cuda if self.use_kernels is None else self.use_kernels):
+            return shared_block_scores(q, index_q if use_index else None, pool, layer, view, self.summary_mode)
+        positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
+        rows, seq_lens = ref.prefill_rows(view.block_table, positions)
+        if use_index:
+            scores = _ops.index_block_scores(index_q, pool.index_k[pool.index_slot[layer]], rows, seq_lens,
+                                             page_lens=pool.page_lens)
+        else:
+            scores = _ops.summary_block_scores(q, pool.kmin[layer], pool.kmax[layer], rows, seq_lens,
+                                               kmean=pool.kmean[layer], mode=self.summary_mode, page_lens=pool.page_lens)
+        return scores[..., : view.n_blocks]
+
+    def _select(self, layer, q, index_q) -> torch.Tensor:
+        T, Hkv, k1 = q.shape[0], self.pool.cfg.num_kv_heads, self.top_k - 1
+        view, gids = self.shard.view, self.shard.global_ids
+        cand_s = torch.full((T, Hkv, k1), NEG_INF, device=q.device)
+        cand_id = torch.full((T, Hkv, k1), -1, dtype=torch.int64, device=q.device)
+        if view.n_blocks:
+            scores = self._scores(layer, q, index_q).float()
+            best = torch.sort(scores, dim=-1, descending=True, stable=True)  # local order = global order
+            m = min(k1, view.n_blocks)
+            cand_s[..., :m] = best.values[..., :m]
+            cand_id[..., :m] = gids[best.indices[..., :m]]
+        all_s = self._gather(cand_s)  # [R, T, Hkv, k1]
+        all_id = self._gather(cand_id)
+        all_s = all_s.permute(1, 2, 0, 3).reshape(T, Hkv, -1)
+        all_id = all_id.permute(1, 2, 0, 3).reshape(T, Hkv, -1)
+        by_id = torch.sort(torch.where(all_id < 0, torch.iinfo(torch.int64).max, all_id), dim=-1, stable=True).indices
+        all_s, all_id = all_s.gather(-1, by_id), all_id.gather(-1, by_id)
+        order = torch.sort(all_s, dim=-1, descending=True, stable=True).indices[..., :k1]  # score, then lower id
+        pick_s, pick_id = all_s.gather(-1, order), all_id.gather(-1, order)
+        pick_id = pick_id.masked_fill(pick_s == NEG_INF, -1)
+        self._count_tensor(T, (pick_id >= 0).sum())
+        if not view.n_blocks:
+            return pick_id
+        where = torch.searchsorted(gids, pick_id.clamp_min(0)).clamp_max(view.n_blocks - 1)
+        mine = (pick_id >= 0) & (gids[where] == pick_id)
+        return torch.where(mine, where, torch.full_like(where, -1))
+
+    def _attend_selected(self, layer, q, selected) -> tuple[torch.Tensor, torch.Tensor]:
+        pool, view = self.pool, self.shard.view
+        if q.is_cuda if self.use_kernels is None else self.use_kernels:
+            positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
+            rows, seq_lens = ref.prefill_rows(view.block_table, positions)
+            sel = torch.sort(selected, dim=-1, descending=True).values.to(torch.int32)  # valid entries first
+            out, lse = _ops.sparse_decode(q, pool.k[layer], pool.v[layer], rows, seq_lens, sel,
+                                          page_lens=pool.page_lens, return_lse=True)
+            return out.float(), lse
+        return attend_blocks(q, pool, layer, view, selected)
+
+    # ---- across ranks ----------------------------------------------------------------------------------
+    def combine(self, part: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Merge every rank's (out, lse) -> out fp32 [T, Hq, d], identical on every rank."""
+        out, lse = part
+        packed = torch.cat([out.float(), lse.float()[..., None]], dim=-1)  # one collective for both
+        gathered = self._gather(packed)
+        return ref.merge_partials(gathered[..., :-1], gathered[..., -1])[0]
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.timer.enabled:
+            return self.comm.all_gather(tensor)
+        if tensor.is_cuda:
+            torch.cuda.synchronize(tensor.device)
+        t0 = time.perf_counter()
+        out = self.comm.all_gather(tensor)
+        if tensor.is_cuda:
+            torch.cuda.synchronize(tensor.device)
+        self.timer.seconds += time.perf_counter() - t0
+        self.timer.calls += 1
+        return out
+
+    def _count(self, T: int, blocks_per_group: int) -> None:
+        self.stats.blocks = self.stats.blocks + T * self.pool.cfg.num_kv_heads * blocks_per_group
+        self.stats.groups += T * self.pool.cfg.num_kv_heads
+
+    def _count_tensor(self, T: int, blocks) -> None:
+        self.stats.blocks = self.stats.blocks + blocks  # stays on the device: no sync per layer
+        self.stats.groups += T * self.pool.cfg.num_kv_heads
+
+
+def _empty(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    T, Hq, d = q.shape
+    return torch.zeros(T, Hq, d, device=q.device), torch.full((T, Hq), NEG_INF, device=q.device)
+
+
+def attend_blocks(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor):
+    """Exact attention of q [T, Hq, d] over the tokens of the local blocks `selected` [T, Hkv, k] (-1 = none),
+    per query and GQA group (batched torch: one gather of the chunk's union of blocks)."""
+    T, Hq, d = q.shape
+    Hkv = pool.cfg.num_kv_heads
+    G = Hq // Hkv
+    lens = pool.page_lens[view.pages].long()
+    scale = d**-0.5
+    step = max(1, 64 // G)
+    outs, lses = [], []
+    for r in range(0, T, step):
+        sel = selected[r : r + step]
+        union = torch.unique(sel[sel >= 0])
+        if union.numel() == 0:
+            o, lse = _empty(q[r : r + sel.shape[0]])
+            outs.append(o)
+            lses.append(lse)
+            continue
+        phys = view.pages[union]
+        K = pool.k[layer][phys].float().transpose(0, 1).flatten(1, 2)  # (Hkv, u*PAGE, d)
+        V = pool.v[layer][phys].float().transpose(0, 1).flatten(1, 2)
+        member = (sel[..., None] == union[None, None, None, :]).any(2)  # (t, Hkv, u)
+        slot_ok = (torch.arange(PAGE, device=q.device)[None, :] < lens[union][:, None]).flatten()
+        visible = member.repeat_interleave(PAGE, dim=-1) & slot_ok
+        qc = q[r : r + sel.shape[0]].float().view(-1, Hkv, G, d)
+        s = torch.einsum("thgd,hsd->thgs", qc, K) * scale
+        s = s.masked_fill(~visible[:, :, None, :], NEG_INF)
+        m = s.amax(-1, keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        p = torch.exp(s - m)
+        den = p.sum(-1)
+        o = torch.einsum("thgs,hsd->thgd", p, V) / den.clamp_min(1e-30)[..., None]
+        lse = torch.where(den > 0, m.squeeze(-1) + torch.log(den.clamp_min(1e-30)), torch.full_like(den, NEG_INF))
+        outs.append(o.reshape(-1, Hq, d))
+        lses.append(lse.reshape(-1, Hq))
+    return torch.cat(outs), torch.cat(lses)

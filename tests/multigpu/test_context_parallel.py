@@ -1,0 +1,85 @@
+"""Context parallel on CPU ranks (gloo): 2 and 3 ranks give the tokens and log-probabilities of one rank, for dense
+and sparse attention, also after edits that move files between ranks."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference import cp_engine
+from inference.engine import Engine
+from tests.inference.conftest import repo_files
+
+OPTIONS = dict(top_k_blocks=4, segment_cap=512)  # few blocks per query: the selection matters
+PROMPT = ("pkg/mod1.py", "import os\n\ndef g(x):\n    return", "\n")
+
+
+def _compare(one: Engine, many, attention: str) -> None:
+    one.attention = many.attention = attention
+    list(one.complete(*PROMPT, max_tokens=12))
+    list(many.complete(*PROMPT, max_tokens=12))
+    assert many.last_ids == one.last_ids, attention
+    assert many.last_stats["selected_blocks"] == one.last_stats["selected_blocks"]
+    assert many.last_stats["repo_blocks"] == one.last_stats["repo_blocks"]
+    text = "def h(y):\n    return y * 3 + 1\n" * 8
+    a, b = one.score("pkg/other.py", text, 0, len(text)), many.score("pkg/other.py", text, 0, len(text))
+    assert [t[:2] for t in a] == [t[:2] for t in b]
+    worst = max(abs(x[2] - y[2]) for x, y in zip(a, b))
+    assert worst < 1e-4, (attention, worst)
+
+
+def _edit(files, owners: dict[str, int], loads: list[int]):
+    """Drop every file of rank 0 but its smallest, edit the largest file of the busiest other rank (it must move to
+    rank 0, now the least loaded), add a new file. Returns (files, dropped, moved path)."""
+    sizes = {path: len(text) for path, _, text in files}
+    on_zero = sorted((p for p, r in owners.items() if r == 0), key=sizes.get)
+    dropped = on_zero[1:]
+    busy = max(range(1, len(loads)), key=lambda r: loads[r])
+    moved = max((p for p, r in owners.items() if r == busy), key=sizes.get)
+    out = {path: (path, h, text) for path, h, text in files if path not in dropped}
+    path, h, text = out[moved]
+    out[moved] = (path, h + "e", text + "\ndef edited(z):\n    return z - 1\n" * 25)
+    out["pkg/new.py"] = ("pkg/new.py", "hn", "import sys\n" + "x = 1\n" * 100)
+    return list(out.values()), dropped, moved
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_match_one_rank_before_and_after_edits(msa_model, world):
+    files = repo_files(7, 12)
+    one = Engine(str(msa_model), device="cpu", **OPTIONS)
+    many = cp_engine.start(str(msa_model), dict(OPTIONS), devices=",".join(["cpu"] * world), timeout_s=60)
+    try:
+        a, b = one.sync(files, []), many.sync(files, [])
+        assert (b["segments"], b["tokens"]) == (a["segments"], a["tokens"])
+        assert len(b["ranks"]) == world and all(r["tokens"] > 0 for r in b["ranks"])
+        for attention in ("sparse", "dense"):
+            _compare(one, many, attention)
+        before = many.owners()
+        edited, dropped, moved = _edit(files, before, [r["tokens"] for r in many.stats()["ranks"]])
+        one.sync(edited, dropped)
+        many.sync(edited, dropped)
+        after = many.owners()
+        assert not set(dropped) & set(after) and "pkg/new.py" in after
+        assert before[moved] != 0 and after[moved] == 0, (moved, before, after)
+        for attention in ("sparse", "dense"):
+            _compare(one, many, attention)
+    finally:
+        many.close()
+
+
+def test_summary_selection_matches_one_rank(tiny_models):
+    """A checkpoint without an index branch: blocks picked by page summaries (Quest bound) across ranks."""
+    files = repo_files(6, 12)
+    options = dict(OPTIONS, dense_layers=1)
+    one = Engine(str(tiny_models["qwen2"]), device="cpu", **options)
+    many = cp_engine.start(str(tiny_models["qwen2"]), dict(options), devices="cpu,cpu", timeout_s=60)
+    try:
+        one.sync(files, [])
+        many.sync(files, [])
+        _compare(one, many, "sparse")
+    finally:
+        many.close()
+
+
+def test_non_parallel_layout_is_refused(msa_model):
+    with pytest.raises(ValueError, match="parallel"):
+        cp_engine.start(str(msa_model), dict(OPTIONS, layout="sequential"), devices="cpu,cpu", timeout_s=20)
