@@ -26,6 +26,7 @@ from lsp.ai_targets import body_from_model, call_site, function_shape
 from lsp.documents import uri_to_path
 from lsp.edit_check import check_edits, offset_of
 from lsp.index.model import Range
+from lsp.postprocess import finish_completion
 from lsp.worker_connection import WorkerError, WorkerUnavailable
 
 log = logging.getLogger(__name__)
@@ -254,12 +255,13 @@ class AiActions:
         except WorkerError as exc:
             raise JsonRpcException(f"model worker: {exc}", code=REQUEST_FAILED) from None
         note = (stream.done or {}).get("reasoning") or {}
+        raw = finish_completion(raw, job.prefix, job.suffix)  # loops, brackets closing nothing, suffix overlap
         if job.shape is not None:
             body = body_from_model(raw, job.shape)
             if not body.strip():
                 raise JsonRpcException("the model wrote an empty body", code=REQUEST_FAILED)
             return job.lead + body + job.trail, note
-        text = raw.split("\n", 1)[0].rstrip() if job.single_line else raw.rstrip()
+        text = raw.split("\n", 1)[0].strip() if job.single_line else raw.rstrip()
         if not text.strip():
             raise JsonRpcException(f"the model proposed nothing for {self.server.state.relative(job.path)}:"
                                    f"{job.span.start_line + 1}", code=REQUEST_FAILED)
@@ -295,9 +297,9 @@ class AiActions:
         end = offset_of(doc.text, last, len(lines[last]))
         message = " ".join(str(data.get("message", "")).split())
         hint = f"{indent}{_comment(doc.path)} fix: {message}\n"
-        single = first == last
-        return [Job(path=doc.path, span=Range(first, len(indent), last, len(lines[last])),
-                    prefix=doc.text[:start] + hint + indent, suffix=doc.text[end:],
+        single = first == last  # one line keeps its indentation; the model writes the rest of it
+        return [Job(path=doc.path, span=Range(first, len(indent) if single else 0, last, len(lines[last])),
+                    prefix=doc.text[:start] + hint + (indent if single else ""), suffix=doc.text[end:],
                     instruction=f"Fix this problem at line {first + 1}: {message}. Rewrite line(s) "
                                 f"{first + 1}-{last + 1}.", stop=["\n"] if single else ["\n\n\n"],
                     max_tokens=FIX_TOKENS * (last - first + 1), single_line=single)]

@@ -33,7 +33,7 @@ class FunctionShape:
     stub: bool  # the body is a stub that "Implement this function" may replace
     body_range: Range  # what a new body replaces (after the docstring / inside the braces)
     indent: str  # indentation of the body's lines
-    lead: str  # text put before the model's body inside body_range (newline + indent)
+    lead: str  # text before the model's body inside body_range ("\n" or ""): the body starts a line
     trail: str  # text put after it (the closing brace's line start, for brace languages)
     header_line: int
     body_line: int  # where the body starts (the signature is on header_line up to this line)
@@ -95,13 +95,14 @@ def function_shape(path: str, text: str, language: str, name_range: Range) -> Fu
             docstring = statements.pop(0)
         indent = _line_indent(text, src.range(body).start_line) if src.range(body).start_line > def_line \
             else def_indent + "    "
+        whole = src.range(body)
         if docstring is not None:
             start = src.range(docstring)
-            body_range = Range(start.end_line, start.end_col, *src.range(body)[2:])
-            lead = "\n" + indent
-        else:
-            body_range = src.range(body)
-            lead = "" if body_range.start_line > def_line else "\n" + indent
+            body_range, lead = Range(start.end_line, start.end_col, whole.end_line, whole.end_col), "\n"
+        elif whole.start_line > def_line:  # from the start of the body's first line
+            body_range, lead = Range(whole.start_line, 0, whole.end_line, whole.end_col), ""
+        else:  # `def f(): pass`
+            body_range, lead = whole, "\n"
         trail = ""
     else:
         if body.type in ("statement_block", "block") and src.node_text(body).startswith("{"):
@@ -113,7 +114,7 @@ def function_shape(path: str, text: str, language: str, name_range: Range) -> Fu
         tabs = def_indent.startswith("\t") or language == "go" or text.count("\n\t") > text.count("\n    ")
         unit = "\t" if tabs else "    "
         indent = def_indent + unit
-        lead, trail = "\n" + indent, "\n" + def_indent
+        lead, trail = "\n", "\n" + def_indent
     stub = all(STUB.match(src.node_text(child).strip()) for child in statements)
     return FunctionShape(signature, stub, body_range, indent, lead, trail, def_line, src.range(body).start_line)
 
@@ -131,9 +132,11 @@ def call_site(path: str, text: str, language: str, name_range: Range) -> CallSit
 
 
 def body_from_model(raw: str, shape: FunctionShape) -> str:
-    """The model's body text cut where it leaves the body (a line indented less than the body), trimmed."""
-    lines = raw.replace("\r\n", "\n").split("\n")
-    kept = [lines[0]]
+    """The model's body (written from the start of a line) cut where it leaves the body (a line indented less
+    than the body), trimmed; a first line indented less than the body is moved to the body's indentation."""
+    lines = raw.replace("\r\n", "\n").lstrip("\n").split("\n")
+    first = lines[0]
+    kept = [first if first.startswith(shape.indent) else shape.indent + first.lstrip(" \t")]
     for line in lines[1:]:
         if line.strip() and not line.startswith(shape.indent):
             break

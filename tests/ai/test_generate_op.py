@@ -128,4 +128,5 @@ def test_targets_stub_bodies_signatures_and_calls():
     assert call_site("c.py", calls, "python", Range(2, 4, 2, 10)).range == Range(2, 4, 2, 13)
     assert call_site("c.py", calls, "python", Range(0, 7, 0, 11)) is None  # an import is no call
     body = replace(f, indent="    ")
-    assert body_from_model("a = 1\n    return a\ndef other():\n", body) == "a = 1\n    return a"
+    assert body_from_model("a = 1\n    return a\ndef other():\n", body) == "    a = 1\n    return a"
+    assert function_shape("a.py", py, "python", Range(5, 4, 5, 5)).body_range == Range(6, 0, 6, 8)  # whole line
