@@ -32,6 +32,7 @@ from lsp.worker_connection import WorkerError, WorkerUnavailable
 log = logging.getLogger(__name__)
 REQUEST_FAILED, CONTENT_MODIFIED = -32803, -32801
 ANNOTATION_ID = "msa.model-edit"
+MODEL_EDIT_COMMAND = "msa.modelEdit"  # arguments: a model action's data.msa, then a reasoning mode (optional)
 READY_WAIT_S, SYNC_WAIT_S = 30.0, 10.0
 FIX_TOKENS, BODY_TOKENS, CALL_TOKENS, REASONING_BUDGET = 64, 256, 96, 256
 FUNCTION_KINDS = {"function", "method"}
@@ -237,6 +238,23 @@ class AiActions:
         action.edit = self._workspace_edit(ls, edits, reasoning, notes, unavailable)
         return action
 
+    async def command(self, ls, args) -> dict:
+        """msa.modelEdit: computes a model action (its data.msa, reasoning overridden by the second argument) and
+        asks the client to apply it with workspace/applyEdit."""
+        data = _plain(args[0]) if args else None
+        if not isinstance(data, dict) or "kind" not in data:
+            raise JsonRpcException(f"{MODEL_EDIT_COMMAND} takes a model action's data.msa object, then a "
+                                   "reasoning mode", code=REQUEST_FAILED)
+        if len(args) > 1 and args[1] is not None:
+            if args[1] not in ("enabled", "adaptive", "disabled"):
+                raise JsonRpcException(f"reasoning must be enabled, adaptive or disabled, got {args[1]!r}",
+                                       code=REQUEST_FAILED)
+            data = dict(data, reasoning=args[1])
+        action = await self.resolve(ls, types.CodeAction(title=f"model edit ({data['kind']})", data={"msa": data}))
+        result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+            edit=action.edit, label="msa-lsp model edit"))
+        return {"applied": bool(result.applied), "failureReason": result.failure_reason}
+
     def _show_fallback(self, reason: str) -> None:
         message = f"msa-lsp: reasoning was asked for but is unavailable ({reason}); the model answered without it"
         log.warning("%s", message)
@@ -358,6 +376,13 @@ class AiActions:
         return jobs
 
 
+def _plain(value):
+    """Command arguments as plain dicts (pygls may hand JSON objects over as named tuples)."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    return value
+
+
 def _last_line(first: tuple[int, int], last: tuple[int, int]) -> int:
     """The last line a range really covers (a range ending at column 0 stops on the line before)."""
     return last[0] - 1 if last[0] > first[0] and last[1] == 0 else last[0]
@@ -382,5 +407,9 @@ def register(server) -> AiActions:
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def code_action_resolve(ls, params: types.CodeAction):
         return await actions.resolve(ls, params)
+
+    @server.command(MODEL_EDIT_COMMAND)
+    async def model_edit(ls, *args):
+        return await actions.command(ls, args)
 
     return actions

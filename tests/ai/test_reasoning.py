@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from tests.ai.conftest import APP, UTIL_EDITED, WAIT_S, generate_log, open_file, open_session, write_repo
 from tests.ai.test_code_actions import actions_at, client_diagnostic, model_actions
@@ -84,3 +85,32 @@ async def test_enabled_without_a_thinking_template_falls_back_visibly(client, pl
     assert len(shown) == 1  # once per session, not per request
     fixes, calls = _asked(plain_worker, before)
     assert all(e["reasoning_requested"] and not e["reasoning_used"] for e in fixes + calls) and len(calls) == 2
+
+
+async def test_the_model_edit_command_takes_a_reasoning_override_and_applies_the_edit(client, thinking_worker,
+                                                                                       tmp_path):
+    root = write_repo(tmp_path / "repo")
+    applied_edits = []
+
+    @client.feature(types.WORKSPACE_APPLY_EDIT)
+    def _apply(params: types.ApplyWorkspaceEditParams):
+        applied_edits.append(params)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    await open_session(client, root, thinking_worker, profile="visual-studio-code", reasoning="disabled")
+    app = open_file(client, "app.py", APP)
+    await asyncio.sleep(0.3)
+    statement = client_diagnostic(4, 4, 21, "value is computed twice")
+    fix = next(a for a in model_actions(await actions_at(client, app, 4, 4, [statement]))
+               if a.kind == types.CodeActionKind.QuickFix)
+    before = len(generate_log(thinking_worker))
+    result = await asyncio.wait_for(client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="msa.modelEdit", arguments=[fix.data["msa"], "enabled"])), WAIT_S)
+    assert result["applied"] is True
+    edit, = applied_edits
+    assert edit.label == "msa-lsp model edit" and edit.edit.document_changes[0].text_document.uri == app
+    asked = generate_log(thinking_worker)[before:]
+    assert [(e["reasoning_requested"], e["reasoning_used"]) for e in asked] == [(True, True)]
+    with pytest.raises(JsonRpcException, match="reasoning must be"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="msa.modelEdit", arguments=[fix.data["msa"], "always"]))
