@@ -334,7 +334,7 @@ def start(model_dir: str | None, options: dict, *, devices: str | None = None, t
         spec = json.dumps({"model_dir": model_dir, "options": options, "devices": devices, "timeout_s": timeout_s})
         for rank in range(1, world):
             env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MSA_CP_PARENT="1",
-                       **distributed.SAFE_ENV)
+                       MSA_CP_THREADS=str(torch.get_num_threads()), **distributed.SAFE_ENV)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [_root(), env.get("PYTHONPATH")]))
             followers.append(subprocess.Popen([sys.executable, "-m", "inference.cp_engine", spec], env=env,
                                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL))
@@ -358,6 +358,8 @@ def follow(model_dir: str | None, options: dict, *, devices: str | None, timeout
     options = {k: v for k, v in options.items() if k != "device"}
     if os.environ.get("MSA_CP_PARENT") == "1":  # started by rank 0: its end closes our stdin
         threading.Thread(target=_exit_with_stdin, daemon=True, name="parent").start()
+    if os.environ.get("MSA_CP_THREADS"):  # CPU ranks: rank 0's thread count, so that every rank's GEMMs (and
+        torch.set_num_threads(int(os.environ["MSA_CP_THREADS"]))  # so tied block scores) round exactly alike
     engine = Engine(model_dir, device=device, **options)
     comm = Comm.join(rank, world, str(engine.device), timeout_s=timeout_s)
     shard = Shard(engine, comm)

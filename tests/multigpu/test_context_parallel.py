@@ -9,6 +9,18 @@ from inference import cp_engine
 from inference.engine import Engine
 from tests.inference.conftest import repo_files
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every rank (and the one-rank reference) on one thread: CPU ranks do not oversubscribe the cores, and all
+    GEMMs round alike, so blocks with tied scores (every file's first token sits at the same position) tie alike."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 OPTIONS = dict(top_k_blocks=4, segment_cap=512)  # few blocks per query: the selection matters
 PROMPT = ("pkg/mod1.py", "import os\n\ndef g(x):\n    return", "\n")
 
