@@ -202,6 +202,7 @@ class AiActions:
                                    "msa.diagnostics.unusualCode)", code=REQUEST_FAILED)
         if not await client.wait_ready(READY_WAIT_S):
             raise JsonRpcException(f"the model worker is {client.state}: {client.message}", code=REQUEST_FAILED)
+        client.update_file(ls.state.relative(doc.path), doc.text)  # the model reads this buffer as it is now
         await client.wait_synced(SYNC_WAIT_S)
         kind = data.get("kind")
         if kind == "fix":
@@ -229,7 +230,8 @@ class AiActions:
         for path, changes in edits.items():
             checked = check_edits(ls.state.relative(path), ls.state.text_of(path) or "", changes)
             if not checked.ok:
-                refused.append(checked.reason)
+                proposed = "; ".join(repr(new[:80]) for _, new in changes)
+                refused.append(f"{checked.reason}; proposed {proposed}")
         if refused:
             raise JsonRpcException("; ".join(refused), code=REQUEST_FAILED)
         unavailable = next((note.get("reason") for note in notes if note.get("requested") and not note.get("used")), "")
@@ -364,10 +366,13 @@ class AiActions:
                 continue  # an import or a mention, not a call
             start = offset_of(text, site.range.start_line, site.range.start_col)
             end = offset_of(text, site.range.end_line, site.range.end_col)
-            hint = (f"{_comment(ref.path)} `{definition.name}` ({where}) is now `{shape.signature}` "
-                    f"(was `{old}`); calls use the new signature\n")
+            line_start = offset_of(text, site.range.start_line, 0)
+            row = text[line_start:start]
+            indent = row[: len(row) - len(row.lstrip(" \t"))]
+            hint = (f"{indent}{_comment(ref.path)} `{definition.name}` ({where}) is now `{shape.signature}` "
+                    f"(was `{old}`); this call uses the new signature\n")  # just above the call's line
             single = site.range.start_line == site.range.end_line
-            jobs.append(Job(path=ref.path, span=site.range, prefix=hint + text[:start], suffix=text[end:],
+            jobs.append(Job(path=ref.path, span=site.range, prefix=text[:line_start] + hint + row, suffix=text[end:],
                             instruction=f"The signature of `{definition.name}` in `{where}` changed from `{old}` to "
                                         f"`{shape.signature}`. Rewrite this call `{site.text}` to match it.",
                             stop=["\n"] if single else [], max_tokens=CALL_TOKENS, single_line=single))
