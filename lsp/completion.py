@@ -134,7 +134,7 @@ class CompletionService:
         state.set_worker_status(client.state, client.message, client.model)
         cache = client.cache
         if state.status.get("cache") != cache:
-            state.set_cache_status(cache["segments"], cache["tokens"], cache["filled"])
+            state.set_cache_status(cache["segments"], cache["tokens"], cache["filled"], ranks=cache.get("ranks"))
 
     def _on_fill(self, done: int, total: int) -> None:
         asyncio.get_running_loop().create_task(self._fill_progress(done, total))

@@ -187,6 +187,9 @@ class WorkerClient:
                 "--attention", self.settings.attention, "--repo-name", self.settings.repo_name]
         if self.settings.model:
             args += ["--model", os.path.expanduser(self.settings.model)]
+        devices = [d.strip() for d in self.settings.devices.split(",") if d.strip()]
+        if len(devices) > 1:  # context parallel; CUDA_VISIBLE_DEVICES renumbers the GPUs from 0
+            args += ["--devices", ",".join(d if d == "cpu" else str(i) for i, d in enumerate(devices))]
         if self.settings.cache_dir:
             args += ["--cache-dir", os.path.expanduser(self.settings.cache_dir),
                      "--cache-max-gib", str(self.settings.cache_max_gib)]
@@ -332,6 +335,9 @@ class WorkerClient:
     def _note_cache(self, reply: dict) -> None:
         self.cache = {"segments": int(reply.get("segments", 0)), "tokens": int(reply.get("tokens", 0)),
                       "filled": len(self._synced)}
+        if reply.get("ranks"):  # a context-parallel worker: each rank's share
+            self.cache["ranks"] = [{"rank": int(r["rank"]), "segments": int(r["segments"]), "tokens": int(r["tokens"])}
+                                   for r in reply["ranks"]]
         self.on_change(self)
 
 

@@ -214,8 +214,10 @@ class WorkspaceState:
         self.status["worker"] = {"state": state, "message": message, "model": model}
         self.send_status()
 
-    def set_cache_status(self, segments: int, tokens: int, filled: int) -> None:
+    def set_cache_status(self, segments: int, tokens: int, filled: int, ranks: list | None = None) -> None:
         self.status["cache"] = {"segments": segments, "tokens": tokens, "filled": filled}
+        if ranks:  # context-parallel worker: [{rank, segments, tokens}]
+            self.status["cache"]["ranks"] = ranks
         self.send_status()
 
     def send_status(self) -> None:
