@@ -2,8 +2,10 @@
 
 1. bits per byte of held-out files, scored with the project's other files in the repository cache vs alone;
 2. cross-file identifier completion: at call sites of functions defined only in another file of the project (and
-   named nowhere earlier in the current file), exact match of the completed name and of name + arguments, with
-   the repository cache vs the current file alone (Wilson 95% intervals, paired wins/losses);
+   named nowhere earlier in the current file), exact match of the completed name and of name + arguments (FIM
+   completion through Engine.complete), and "forced": every token of the name has probability > 0.5 when the file
+   is read left to right (Engine.score; such a name is what greedy decoding produces), with the repository cache
+   vs the current file alone (Wilson 95% intervals, paired wins/losses, mean bits for the name);
 3. needle in a repository: a uniquely named function in one file placed at depths 0-100% of a ~32k and ~128k-token
    repository of held-out files; exact match of its name at a call site in the live file.
 
@@ -131,6 +133,11 @@ def call_sites(files: list[tuple[str, str]]) -> list[dict]:
     return sites
 
 
+def name_logprobs(engine, path: str, text: str, start: int, end: int) -> list[float]:
+    """Log-probabilities of the tokens spelling text[start:end), reading the file left to right (no FIM)."""
+    return [lp for _, _, lp in engine.score(path, text, start, end)]
+
+
 def completion(engine, path, prefix, suffix, max_tokens=16) -> str:
     return "".join(engine.complete(path, prefix, suffix, max_tokens=max_tokens))
 
@@ -142,7 +149,8 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
             cases.append((name, s))
     rng.shuffle(cases)
     cases = sorted(cases[:n_cases], key=lambda c: c[0])
-    hits = {arm: {"name": 0, "args": 0} for arm in ("repo", "alone")}
+    hits = {arm: {"name": 0, "args": 0, "forced": 0} for arm in ("repo", "alone")}
+    name_bits = {"repo": 0.0, "alone": 0.0}
     paired = {"repo_only": 0, "alone_only": 0}
     current, examples = None, []
     for i, (name, s) in enumerate(cases):
@@ -158,14 +166,18 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
             hits[arm]["name"] += ok_name
             hits[arm]["args"] += out.rstrip() == s["line_rest"]
             got[arm] = ok_name
+            forced = name_logprobs(eng, s["path"], s["prefix"] + s["line_rest"], s["start"], s["start"] + len(s["name"]))
+            name_bits[arm] += -sum(forced) / math.log(2)
+            hits[arm]["forced"] += all(lp > math.log(0.5) for lp in forced)
             if len(examples) < 6 and arm == "repo":
                 examples.append({"expected": s["line_rest"][:60], "repo": out[:60]})
         paired["repo_only"] += got["repo"] and not got["alone"]
         paired["alone_only"] += got["alone"] and not got["repo"]
     n = len(cases)
-    result = {"cases": n, "paired": paired, "examples": examples}
+    result = {"cases": n, "paired": paired, "examples": examples,
+              **{f"{arm}_name_bits": round(v / max(n, 1), 3) for arm, v in name_bits.items()}}
     for arm in hits:
-        for kind in ("name", "args"):
+        for kind in ("name", "args", "forced"):
             k = hits[arm][kind]
             lo, hi = wilson(k, n)
             result[f"{arm}_{kind}_em"] = round(k / max(n, 1), 4)
@@ -177,7 +189,7 @@ WORDS = "amber basalt cobalt dapple ember fjord garnet harbor indigo juniper kes
         "pebble quartz russet saffron tundra umber velvet willow xylem yonder zephyr".split()
 
 
-def needle(engine, projects, sizes: list[int], depths: list[float], rng, trials: int) -> dict:
+def needle(engine, engine_alone, projects, sizes: list[int], depths: list[float], rng, trials: int) -> dict:
     filler = [(f"{name.split(':')[-1]}/{p}", t) for name, files in sorted(projects.items()) for p, t in files]
     rng.shuffle(filler)
     results = {}
@@ -191,7 +203,8 @@ def needle(engine, projects, sizes: list[int], depths: list[float], rng, trials:
             used += n
         rows = []
         for depth in depths:
-            ok = 0
+            ok = forced = 0
+            bits = bits_alone = 0.0
             for t in range(trials):
                 fname = "_".join(rng.sample(WORDS, 3)) + f"_{rng.randrange(100, 999)}"
                 needle_text = (f'"""Helpers for the billing pipeline."""\n\n\ndef {fname}(record, limit=10):\n'
@@ -203,8 +216,15 @@ def needle(engine, projects, sizes: list[int], depths: list[float], rng, trials:
                 prefix = "from billing import helpers\n\n\ndef trim(record):\n    return helpers."
                 out = completion(engine, "billing/main.py", prefix, "\n", max_tokens=16)
                 ok += out.startswith(fname + "(") or out.strip() == fname
-            rows.append({"depth": depth, "exact": ok, "trials": trials})
-            print(f"  needle {used} tokens depth {depth}: {ok}/{trials}", file=sys.stderr, flush=True)
+                lps = name_logprobs(engine, "billing/main.py", prefix + fname + "(record)\n", len(prefix), len(prefix) + len(fname))
+                forced += all(lp > math.log(0.5) for lp in lps)
+                bits += -sum(lps) / math.log(2)
+                alone = name_logprobs(engine_alone, "billing/main.py", prefix + fname + "(record)\n", len(prefix), len(prefix) + len(fname))
+                bits_alone += -sum(alone) / math.log(2)
+            rows.append({"depth": depth, "exact": ok, "forced": forced, "name_bits": round(bits / trials, 2),
+                         "name_bits_without_repo": round(bits_alone / trials, 2), "trials": trials})
+            print(f"  needle {used} tokens depth {depth}: {ok}/{trials} completed, {forced}/{trials} forced, "
+                  f"{bits / trials:.1f} bits for the name ({bits_alone / trials:.1f} without the repo)", file=sys.stderr, flush=True)
         results[f"{used}_tokens"] = rows
     return results
 
@@ -244,7 +264,7 @@ def main(argv=None) -> int:
               f"{cf['alone_name_ci95']}  (n={cf['cases']})", file=sys.stderr)
     if "needle" not in skip:
         sizes = [int(s) for s in args.needle_sizes.split(",") if s]
-        out["needle"] = needle(engine_repo, projects, sizes, [0.0, 0.25, 0.5, 0.75, 1.0], rng, args.needle_trials)
+        out["needle"] = needle(engine_repo, engine_alone, projects, sizes, [0.0, 0.25, 0.5, 0.75, 1.0], rng, args.needle_trials)
     out["seconds"] = round(time.time() - t0, 1)
     print_table(out)
     print(json.dumps(out))
@@ -258,13 +278,14 @@ def print_table(out: dict) -> None:
         print(f"{'bits per byte (held-out files)':44s} {b['repo_bits_per_byte']:18.3f} {b['alone_bits_per_byte']:18.3f}")
     if "cross_file" in out:
         c = out["cross_file"]
-        for kind in ("name", "args"):
+        print(f"{'cross-file name, bits (teacher-forced)':44s} {c['repo_name_bits']:18.2f} {c['alone_name_bits']:18.2f}")
+        for kind in ("name", "args", "forced"):
             r, a = c[f"repo_{kind}_em"], c[f"alone_{kind}_em"]
             print(f"{'cross-file EM, ' + kind + ' (n=' + str(c['cases']) + ')':44s} "
                   f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")
     for size, rows in out.get("needle", {}).items():
-        cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['trials']}" for r in rows)
-        print(f"{'needle, ' + size:44s} {cells}")
+        cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['forced']}/{r['trials']}" for r in rows)
+        print(f"{'needle, ' + size + ' (completed/forced/trials)':44s} {cells}")
 
 
 if __name__ == "__main__":

@@ -79,15 +79,21 @@ def fim_split(text: str, rng: random.Random) -> tuple[str, str, str]:
 
 
 def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random) -> tuple[np.ndarray, int]:
-    """Tail tokens of the "msa" FIM format, and how many leading tokens are prompt (the rest: middle + eot)."""
+    """Tail tokens of the "msa" FIM format, and how many leading tokens are prompt (the rest: middle + eot).
+
+    The prompt keeps its header and all three FIM tokens; when too long, the prefix is cut on the left and the
+    suffix on the right (as the engine does), never the structure."""
     prefix, middle, suffix = fim_split(text, rng)
-    prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{prefix[-2400:]}<|fim_suffix|>{suffix[:1000]}<|fim_middle|>"
-    head = enc.ids(prompt)
-    body = np.concatenate([enc.ids(middle), [enc.eot]]).astype(np.int32)
-    if len(head) + len(body) > TAIL_MAX:
-        body = body[: max(TAIL_MAX // 4, TAIL_MAX - len(head))]
-        head = np.concatenate([head[:1], head[-(TAIL_MAX - len(body) - 1):]]) if len(head) + len(body) > TAIL_MAX else head
-    return np.concatenate([head, body]).astype(np.int32), len(head)
+    body = np.concatenate([enc.ids(middle)[: TAIL_MAX // 4], [enc.eot]]).astype(np.int32)
+    pre_chars, suf_chars = 2400, 1000
+    while True:
+        prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{prefix[-pre_chars:] if pre_chars else ''}<|fim_suffix|>" \
+                 f"{suffix[:suf_chars]}<|fim_middle|>"
+        head = enc.ids(prompt)
+        if len(head) + len(body) <= TAIL_MAX or (pre_chars == 0 and suf_chars == 0):
+            break
+        pre_chars, suf_chars = pre_chars * 3 // 4, suf_chars * 3 // 4
+    return np.concatenate([head, body])[:TAIL_MAX].astype(np.int32), len(head)
 
 
 class RowBuilder:

@@ -108,3 +108,18 @@ def test_sparse_equals_dense_when_every_block_fits(tiny_config):
     model2.load_state_dict(model.state_dict())
     fewer, _ = model2(ids, pos, causal_visible(T, 2), sparse=True)
     assert torch.allclose(fewer[:, :32], dense[:, :32], atol=1e-5) and not torch.allclose(fewer[:, 64:], dense[:, 64:], atol=1e-3)
+
+
+def test_long_fim_tails_keep_their_structure(tokenizer):
+    from inference.training.batches import TAIL_MAX, fim_tail
+
+    enc = Encoder(tokenizer)
+    text = "".join(f"def function_{i}(argument):\n    return argument + {i}\n\n" for i in range(400))
+    rng = random.Random(0)
+    for _ in range(20):
+        ids, prompt_len = fim_tail(enc, "pkg/long.py", text, rng)
+        assert len(ids) <= TAIL_MAX
+        decoded = enc.tok.decode(ids.tolist(), skip_special_tokens=False)
+        assert decoded.startswith("<|file_sep|>pkg/long.py\n<|fim_prefix|>")
+        assert decoded.count("<|fim_suffix|>") == 1 and decoded.count("<|fim_middle|>") == 1
+        assert ids[prompt_len - 1] == enc.special["<|fim_middle|>"] and ids[-1] == enc.eot
