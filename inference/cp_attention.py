@@ -79,6 +79,12 @@ class ShardedRepoAttention:
                 return _empty(q)
             if not self.dense_layer(layer):  # every block is selected: count them like one rank would
                 self._count(T, self.shard.n_global)
+            if T <= 4 and (q.is_cuda if self.use_kernels is None else self.use_kernels):  # decode: read pages in place
+                positions = torch.full((T,), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
+                rows, seq_lens = ref.prefill_rows(view.block_table, positions)
+                out, lse = _ops.dense_decode(q, self.pool.k[layer], self.pool.v[layer], rows, seq_lens,
+                                             page_lens=self.pool.page_lens, return_lse=True)
+                return out.float(), lse
             return attend_dense(q, view.gather(self.pool.k[layer]), view.gather(self.pool.v[layer]))
         selected = self._select(layer, q, index_q)  # [T, Hkv, k-1] local ids, -1 = not mine / none
         if view.n_blocks == 0:

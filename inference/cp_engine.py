@@ -215,7 +215,7 @@ class ContextParallelEngine(Engine):
             self.global_files.pop(path, None)
             self.global_files[path] = text
             self.file_tokens[path] = len(self.tok.encode(self.fim.file_header(path) + text))
-            rank = min(range(world), key=lambda r: (load[r], r))
+            rank = least_loaded(load)
             load[rank] += self.file_tokens[path]
             self.owner[path] = rank
             plan["add"][rank].append(tuple(entry))
@@ -313,6 +313,11 @@ class _GlobalView:
         return self.inner.stats
 
 
+def least_loaded(load: list[int]) -> int:
+    """The rank a new or edited file goes to: fewest tokens held, ties to the lower rank."""
+    return min(range(len(load)), key=lambda r: (load[r], r))
+
+
 # ---- starting ranks --------------------------------------------------------------------------------------
 def start(model_dir: str | None, options: dict, *, devices: str | None = None, timeout_s: float = 60.0):
     """Rank 0 of a context-parallel engine. Under torchrun the ranks exist already; with `devices` (two or more
@@ -362,6 +367,12 @@ def follow(model_dir: str | None, options: dict, *, devices: str | None, timeout
         torch.set_num_threads(int(os.environ["MSA_CP_THREADS"]))  # so tied block scores) round exactly alike
     engine = Engine(model_dir, device=device, **options)
     comm = Comm.join(rank, world, str(engine.device), timeout_s=timeout_s)
+    return serve_commands(engine, comm)
+
+
+def serve_commands(engine: Engine, comm: Comm) -> int:
+    """A follower's loop: run rank 0's commands on this rank's engine until 'stop'."""
+    rank = comm.rank
     shard = Shard(engine, comm)
     while True:
         op, payload = comm.receive_command()
