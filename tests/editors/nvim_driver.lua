@@ -220,6 +220,17 @@ function scenarios.debounce(result)
   wait_until(2000, "the second request", function() return overlap.requests == 2 end)
   restore2()
   result.overlap = overlap
+  -- :MsaRestartWorker goes to the server's msa.restartWorker: the worker restarts and is ready again
+  local states = {}
+  vim.api.nvim_create_autocmd("User", { pattern = "MsaStatus", callback = function(ev)
+    table.insert(states, ev.data.worker.state)
+  end })
+  vim.cmd("MsaRestartWorker")
+  wait_until(60000, "the worker to restart and be ready", function()
+    local i = math.max(vim.fn.index(states, "starting"), vim.fn.index(states, "restarting"))
+    return i >= 0 and vim.list_contains(vim.list_slice(states, i + 1), "ready")
+  end)
+  result.restart_states = vim.deepcopy(states)
   -- :MsaToggleInline turns ghost text off here and tells the server
   local notify, sent = client.notify, {}
   client.notify = function(self, method, params)

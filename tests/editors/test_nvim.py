@@ -146,6 +146,8 @@ def test_typing_debounces_cancels_and_toggles(tmp_path, workspace, tiny_model):
     assert toggled["requests"] == 0 and toggled["extmarks"] == 0, toggled
     assert [s["settings"]["msa"]["inlineCompletion"]["enable"] for s in toggled["sent"]] == [False]
     assert toggled["sent"][0]["settings"]["msa"]["model"], "the full section is sent, not only the changed key"
+    # :MsaRestartWorker: the worker went through a restart and came back
+    assert result["restart_states"][-1] == "ready" and set(result["restart_states"]) & {"starting", "restarting"}
 
 
 def test_statusline_text_for_each_state(tmp_path):

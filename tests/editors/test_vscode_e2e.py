@@ -120,3 +120,6 @@ def test_vscode_end_to_end(tmp_path, code_server, vsix, workspace, tiny_model):
     assert json.loads(result["toggledSettings"])["msa.inlineCompletion.enable"] is False
     # "Re-index workspace" reached the server's msa.reindex, with no error toast
     assert len(result["indexRuns"]) >= 2 and result["notifications"] == [], result["notifications"]
+    # "Restart inference worker" reached msa.restartWorker: the status bar went through a restart
+    assert any(re.search(r"worker (starting|restarting)", t) for t in result["restartStatus"]), result["restartStatus"]
+    assert "cache 100% · qwen2" in result["restartStatus"][-1]

@@ -191,6 +191,16 @@ async function main() {
     });
     result.notifications = await page.locator('.notifications-toasts .notification-toast').allTextContents();
     mark('reindex');
+    // "Restart inference worker" -> msa.restartWorker: the status bar leaves "ready" and comes back
+    const statusTexts = [];
+    await runCommand(page, 'msa-lsp: Restart inference worker');
+    await until('the status bar to show the worker restarting and then ready again', async () => {
+      const text = await item.textContent();
+      if (statusTexts[statusTexts.length - 1] !== text) statusTexts.push(text);
+      return statusTexts.some((t) => /worker (starting|restarting)/.test(t)) && new RegExp(spec.statusPattern).test(text);
+    }, 60000);
+    result.restartStatus = statusTexts;
+    mark('restart worker');
     const settingsPath = path.join(spec.userData, 'User', 'settings.json');
     await runCommand(page, 'msa-lsp: Toggle inline completion');
     result.toggledSettings = await until('msa.inlineCompletion.enable written to settings.json', () => {

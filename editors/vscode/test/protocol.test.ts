@@ -173,11 +173,7 @@ test('the server offers and runs msa.reindex (the extension forwards its command
   });
 });
 
-// TODO until the worker client can restart (lsp/server.py answers "this server's worker client cannot
-// be restarted"): the test runs and reports, but does not fail the suite
-test('the server runs msa.restartWorker (the extension forwards its command)', {
-  todo: 'needs a restart() on the server\'s worker client (lsp.completion)',
-}, async () => {
+test('the server runs msa.restartWorker (the extension forwards its command)', async () => {
   const before = statuses.length;
   await connection.sendRequest('workspace/executeCommand', { command: 'msa.restartWorker', arguments: [] });
   await waitFor('a worker state change after msa.restartWorker', () =>
