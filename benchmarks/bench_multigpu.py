@@ -90,13 +90,25 @@ def decode_runs(engine: Engine, runs: int, max_tokens: int, tail_tokens: int, ti
     cut = len(engine.tok.decode(engine.tok.encode(body)[:tail_tokens]))
     prefix, suffix = body[:cut], body[cut : cut + 400]
     steps, ttfts, shares = [], [], []
+    spent = {"wall": 0.0, "comm": 0.0}
+    if timer is not None:  # time each single-token step (synchronized) and the collectives inside it
+        run_tail = engine._run_tail
+
+        def timed_step(new_ids, start, repo_attn, logits):
+            if len(new_ids) != 1:
+                return run_tail(new_ids, start, repo_attn, logits)
+            _sync_all()
+            t0, c0 = time.perf_counter(), timer.seconds
+            out = run_tail(new_ids, start, repo_attn, logits)
+            _sync_all()
+            spent["wall"] += time.perf_counter() - t0
+            spent["comm"] += timer.seconds - c0
+            return out
+
+        engine._run_tail = timed_step
     for r in range(runs + 1):
-        pieces = engine.complete(f"live/f{time.monotonic_ns()}.py", prefix, suffix, max_tokens=max_tokens)
-        start = comm0 = None
-        for _ in pieces:
-            if start is None:
-                _sync_all()
-                start, comm0 = time.perf_counter(), (timer.seconds if timer else 0.0)
+        spent.update(wall=0.0, comm=0.0)
+        list(engine.complete(f"live/f{time.monotonic_ns()}.py", prefix, suffix, max_tokens=max_tokens))
         _sync_all()
         st = engine.last_stats
         if r == 0:
@@ -104,8 +116,10 @@ def decode_runs(engine: Engine, runs: int, max_tokens: int, tail_tokens: int, ti
         ttfts.append(st["ttft_ms"])
         if st["generated_tokens"] > 1:
             steps.append(st["decode_ms"] / (st["generated_tokens"] - 1))
-        if timer is not None and start is not None:
-            shares.append((timer.seconds - comm0) / max(1e-9, time.perf_counter() - start))
+        if timer is not None and spent["wall"]:
+            shares.append(spent["comm"] / spent["wall"])
+    if timer is not None:
+        del engine._run_tail
     out = dict(step_ms=round(statistics.median(steps), 2), ttft_ms=round(statistics.median(ttfts), 1),
                generated=st["generated_tokens"], prompt_tokens=st["prompt_tokens"],
                selected_blocks=st["selected_blocks"], repo_blocks=st["repo_blocks"])
