@@ -1,17 +1,21 @@
-"""`msa-lsp worker --devices cpu,cpu` over its real socket: one worker to the client, per-rank cache figures in
-stats, and a rank that dies or freezes gives an error (never a hang) and ends the worker for a clean restart."""
+"""`msa-lsp worker --devices cpu,cpu` (and under torchrun) over its real socket: one worker to the client, per-rank
+cache figures in stats, and a rank that dies or freezes gives an error (never a hang) and ends the worker for a clean
+restart."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from inference import protocol
-from tests.worker.conftest import WorkerProcess, greeted
+from tests.worker.conftest import REPO, WorkerProcess, greeted, worker_env
 
 FILES = {f"pkg/mod{i}.py": f"import os\n\ndef f{i}(x):\n    return x * {i}\n" * 30 for i in range(4)}
 
@@ -95,3 +99,35 @@ def test_killed_rank_ends_the_worker_without_a_hang(tiny_models, tmp_path):
         assert any("rank 1" in line for line in worker.lines)
     finally:
         worker.stop()
+
+
+def test_torchrun_launch_is_one_worker(tiny_models, tmp_path):
+    """The same worker under torchrun: rank 0 serves the socket, rank 1 follows; shutdown ends both cleanly."""
+    sock_dir = tmp_path / "sock"
+    sock_dir.mkdir(mode=0o700)
+    env = dict(worker_env(), OMP_NUM_THREADS="1", MSA_WORKER_LOG="WARNING")
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "lsp",
+                             "worker", "--model", str(tiny_models["qwen2"]), "--device", "cpu",
+                             "--socket", str(sock_dir / "w.sock")],
+                            env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        for raw in proc.stderr:
+            if b"ready on " in raw or time.monotonic() > deadline:
+                break
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(sock_dir / "w.sock"))
+        sock.settimeout(60)
+        protocol.write_frame(sock, protocol.hello(1))
+        assert protocol.read_frame(sock)["op"] == "hello"
+        stats = _sync_and_stats(sock)
+        assert stats["ranks"][1]["pid"] != stats["ranks"][0]["pid"]
+        assert _complete(sock, 4)["op"] == "done"
+        protocol.write_frame(sock, protocol.simple("shutdown", 5))
+        assert protocol.read_frame(sock)["op"] == "ok"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
