@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--model", help="model directory (default: the bundled model)")
     complete.add_argument("--max-tokens", type=int, default=64)
 
-    train = sub.add_parser("train", help="build data, train the tokenizer or train the bundled model", add_help=False)
-    train.add_argument("train_args", nargs=argparse.REMAINDER, help="see `msa-lsp train --help`")
+    train = sub.add_parser("train", help="build data, train the tokenizer or train the bundled model")
+    train.add_argument("train_args", nargs=argparse.REMAINDER, metavar="{corpus,tokenizer,fit} ...",
+                       help="a step and its options; see `msa-lsp train STEP --help`")
     return parser
 
 

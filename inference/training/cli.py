@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 BUNDLED = Path(__file__).resolve().parent.parent / "bundled"
@@ -58,6 +59,10 @@ def main(args) -> int:
         from inference.training.build_corpus import build
 
         sources = {k: getattr(opts, k) for k in ("npm", "go", "rust", "python") if getattr(opts, k)}
+        missing = [v for v in sources.values() if not Path(v).is_dir()]
+        if not sources or missing:
+            print(f"msa-lsp train corpus: give existing source folders (missing: {missing or 'all'})", file=sys.stderr)
+            return 2
         build(sources, Path(opts.out), {})
         return 0
     if opts.step == "tokenizer":
@@ -65,6 +70,10 @@ def main(args) -> int:
         from inference.training.tokenizer import sample_texts, train_tokenizer
 
         data = Path(opts.data)
+        if not any(data.glob("train-*.jsonl.xz")):
+            print(f"msa-lsp train tokenizer: no train-*.jsonl.xz in {data} (run `msa-lsp train corpus` first)",
+                  file=sys.stderr)
+            return 2
         shares = {"python": 0.43, "npm": 0.32, "go": 0.14, "rust": 0.11}
 
         def texts():
@@ -75,6 +84,9 @@ def main(args) -> int:
 
         train_tokenizer(texts()).save(opts.out)
         return 0
+    if not any(Path(opts.data).glob("train-*.jsonl.xz")):
+        print(f"msa-lsp train fit: no train-*.jsonl.xz in {opts.data} (run `msa-lsp train corpus` first)", file=sys.stderr)
+        return 2
     from inference.training.train import run
 
     return run(opts)
