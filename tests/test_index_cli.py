@@ -22,7 +22,7 @@ def test_check_sample_prints_linter_lines_and_exits_1():
         "tests/fixtures/sample/inventory/report.py:4:6: warning unresolved-import unresolved import "
         "'inventory.currency': no module 'inventory.currency' in the workspace",
     ]
-    assert "1 error(s), 1 warning(s) in 5 files" in result.stderr
+    assert "1 error(s), 1 warning(s) in 6 files" in result.stderr
 
 
 def test_check_json_and_exit_0_without_errors(tmp_path):

@@ -119,3 +119,12 @@ def test_bundled_model_loads_with_its_index_branch_and_completes():
     engine.sync([("pkg/a.py", "a", "def greet(name):\n    return 'hello ' + name\n")], [])
     list(engine.complete("pkg/b.py", "from pkg.a import greet\n\nprint(", ")\n", max_tokens=4))
     assert engine.last_stats["prompt_tokens"] > 0 and engine.last_stats["ttft_ms"] is not None
+
+
+def test_trailing_whitespace_is_retyped_by_the_model_and_never_echoed(engine):
+    prefix, cut = "def total(x):", "\n    "
+    for seed in range(4):
+        out = "".join(engine.complete("pkg/live.py", prefix + cut, SUFFIX, max_tokens=8, temperature=1.5, seed=seed))
+        generated = engine.tok.decode(engine.last_ids)
+        assert generated.startswith(cut) or cut.startswith(generated), repr(generated)
+        assert out == generated[len(cut):].rstrip("\ufffd")  # an unfinished UTF-8 character is held back
