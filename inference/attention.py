@@ -219,23 +219,24 @@ def shared_history_sparse(q, index_q, pool: PagePool, layer: int, view: RepoView
     lens = pool.page_lens[view.pages].long()
     scale = d**-0.5
     outs, lses = [], []
-    for r in range(0, T, max(1, 64 // G)):
-        sel = selected[r : r + max(1, 64 // G)]  # (t, Hkv, k)
-        union = torch.unique(sel[sel >= 0])  # logical blocks read by this chunk
-        phys = view.pages[union]
-        K = pool.k[layer][phys].float().transpose(0, 1).flatten(1, 2)  # (Hkv, u*PAGE, d)
-        V = pool.v[layer][phys].float().transpose(0, 1).flatten(1, 2)
-        member = (sel[..., None] == union[None, None, None, :]).any(2)  # (t, Hkv, u)
-        slot_ok = (torch.arange(PAGE)[None, :] < lens[union][:, None]).flatten()  # (u*PAGE,)
-        visible = member.repeat_interleave(PAGE, dim=-1) & slot_ok  # (t, Hkv, u*PAGE)
-        qc = q[r : r + sel.shape[0]].float().view(-1, Hkv, G, d)
-        s = torch.einsum("thgd,hsd->thgs", qc, K) * scale
+    heads = torch.arange(Hkv)[None, :, None]
+    chunk = max(1, 32 // Hkv)
+    for r in range(0, T, chunk):
+        sel = selected[r : r + chunk]  # (t, Hkv, k): each query reads only its own blocks
+        t, k = sel.shape[0], sel.shape[-1]
+        phys = view.pages[sel.clamp(min=0)]
+        K = pool.k[layer][phys, heads].float().flatten(2, 3)  # (t, Hkv, k*PAGE, d)
+        V = pool.v[layer][phys, heads].float().flatten(2, 3)
+        valid = (sel >= 0)[..., None] & (torch.arange(PAGE) < lens[sel.clamp(min=0)][..., None])  # (t, Hkv, k, PAGE)
+        visible = valid.view(t, Hkv, k * PAGE)
+        qc = q[r : r + t].float().view(t, Hkv, G, d)
+        s = torch.einsum("thgd,thsd->thgs", qc, K) * scale
         s = s.masked_fill(~visible[:, :, None, :], float("-inf"))
         m = s.amax(-1, keepdim=True)
         m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
         p = torch.exp(s - m)
         den = p.sum(-1)
-        o = torch.einsum("thgs,hsd->thgd", p, V) / den.clamp_min(1e-30)[..., None]
+        o = torch.einsum("thgs,thsd->thgd", p, V) / den.clamp_min(1e-30)[..., None]
         lse = torch.where(den > 0, m.squeeze(-1) + torch.log(den.clamp_min(1e-30)), torch.full_like(den, float("-inf")))
         outs.append(o.reshape(-1, Hq, d))
         lses.append(lse.reshape(-1, Hq))
