@@ -9,6 +9,8 @@ CS_VERSION=4.100.3
 CS_DIR="$CACHE/code-server-$CS_VERSION"
 STAMP="$CS_DIR/.installed"
 export npm_config_yes=true npm_config_audit=false npm_config_fund=false
+# native modules build against the installed node's headers (Debian ships them), never downloaded ones
+if [ -f /usr/include/node/common.gypi ]; then export npm_config_nodedir=/usr; fi
 
 if ! command -v chromium >/dev/null || ! command -v rg >/dev/null; then
   if [ "$(id -u)" != 0 ]; then
