@@ -266,24 +266,13 @@ class Worker:
                                          "cache; sync them first", data={"hashes": lacking})
         connection = job.connection
         started = time.perf_counter()
-        first_piece_at = None
         pieces = self.engine.complete(
             request["path"], request["prefix"], request["suffix"], max_tokens=request["max_tokens"],
             temperature=float(request["temperature"]), top_p=float(request["top_p"]), top_k=request["top_k"],
             stop=list(request["stop"]), seed=request.get("seed"),
             should_stop=lambda: job.stop.is_set() or not connection.alive,
         )
-        for piece in pieces:
-            if job.stop.is_set():
-                break
-            if first_piece_at is None:
-                first_piece_at = time.perf_counter()
-            if piece and not connection.send(protocol.chunk(request["id"], piece)):
-                job.stop.set()
-                break
-        if job.stop.is_set():
-            self.cancelled += 1
-            raise protocol.ProtocolError("cancelled", f"request {request['id']} was cancelled")
+        first_piece_at = self._stream_pieces(job, pieces)
         stats = _plain(getattr(self.engine, "last_stats", None) or {})
         total_ms = (time.perf_counter() - started) * 1e3
         timings = {"total_ms": total_ms, "first_piece_ms": ((first_piece_at or time.perf_counter()) - started) * 1e3}
@@ -291,6 +280,22 @@ class Worker:
         cache = {k: v for k, v in stats.items() if not k.endswith("_ms") and k != "finish"}
         finish = stats.get("finish") or "length"
         connection.send(protocol.done(request["id"], finish_reason=finish, timings=timings, cache=cache))
+
+    def _stream_pieces(self, job: Job, pieces) -> float | None:
+        """Sends each text piece as a chunk frame; returns when the first piece came. Raises on cancel."""
+        first_piece_at = None
+        for piece in pieces:
+            if job.stop.is_set():
+                break
+            if first_piece_at is None:
+                first_piece_at = time.perf_counter()
+            if piece and not job.connection.send(protocol.chunk(job.request["id"], piece)):
+                job.stop.set()
+                break
+        if job.stop.is_set():
+            self.cancelled += 1
+            raise protocol.ProtocolError("cancelled", f"request {job.request['id']} was cancelled")
+        return first_piece_at
 
     def _run_generate(self, job: Job) -> None:
         """A model-made edit: FIM, or (reasoning asked and possible) the chat template with a thinking phase."""
@@ -315,15 +320,7 @@ class Worker:
                                           max_tokens=request["max_tokens"], stop=list(request["stop"]), **knobs)
         else:
             pieces = self._reason_then_answer(request, template, reasoning, knobs)
-        for piece in pieces:
-            if job.stop.is_set():
-                break
-            if piece and not connection.send(protocol.chunk(request["id"], piece)):
-                job.stop.set()
-                break
-        if job.stop.is_set():
-            self.cancelled += 1
-            raise protocol.ProtocolError("cancelled", f"request {request['id']} was cancelled")
+        self._stream_pieces(job, pieces)
         entry["thought_chars"] = reasoning["thought_chars"]
         stats = _plain(getattr(self.engine, "last_stats", None) or {})
         timings = {"total_ms": (time.perf_counter() - started) * 1e3}

@@ -353,25 +353,12 @@ class WorkerClient:
         frame = protocol.complete(next(connection.ids), path=path, prefix=prefix, suffix=suffix,
                                   max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                   stop=list(stop), seed=seed)
-        queue = connection.open_request(frame)
-        try:
-            await connection.send(frame)
-        except BaseException:
-            connection.waiting.pop(frame["id"], None)
-            raise
-        return CompletionStream(connection, frame["id"], queue)
+        return await _open_stream(connection, frame)
 
     async def generate(self, **fields) -> CompletionStream:
         """A model-made edit (protocol.generate's fields); its done frame says whether the model reasoned."""
         connection = self._live()
-        frame = protocol.generate(next(connection.ids), **fields)
-        queue = connection.open_request(frame)
-        try:
-            await connection.send(frame)
-        except BaseException:
-            connection.waiting.pop(frame["id"], None)
-            raise
-        return CompletionStream(connection, frame["id"], queue)
+        return await _open_stream(connection, protocol.generate(next(connection.ids), **fields))
 
     async def score(self, *, path: str, text: str, start: int, end: int) -> list[tuple[str, int, float]]:
         connection = self._live()
@@ -382,6 +369,16 @@ class WorkerClient:
     async def stats(self) -> dict:
         connection = self._live()
         return (await connection.request(protocol.simple("stats", next(connection.ids))))["stats"]
+
+
+async def _open_stream(connection: WorkerConnection, frame: dict) -> CompletionStream:
+    queue = connection.open_request(frame)
+    try:
+        await connection.send(frame)
+    except BaseException:
+        connection.waiting.pop(frame["id"], None)
+        raise
+    return CompletionStream(connection, frame["id"], queue)
 
 
 def _fits(path: str, text: str) -> bool:
