@@ -187,11 +187,14 @@ def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, 
     if index_q is not None:
         keys = pool.index_k[pool.index_slot[layer]][pages].float()  # (n, PAGE, d_idx)
         invalid = torch.arange(PAGE)[None, :] >= lens[:, None]  # (n, PAGE)
+        partial = invalid.any(1).nonzero().flatten()  # pages not full (a segment's last page): masked apart
         rows = _rows_per_chunk(Hkv * keys.shape[0] * PAGE)
         out = []
         for r in range(0, T, rows):
             s = torch.einsum("thd,nsd->thns", index_q[r : r + rows].float(), keys)
-            out.append(s.masked_fill(invalid, float("-inf")).amax(-1))
+            block = s.amax(-1)
+            block[..., partial] = s[..., partial, :].masked_fill(invalid[partial], float("-inf")).amax(-1)
+            out.append(block)
         scores = torch.cat(out)
     else:
         qg = q.float().view(T, Hkv, Hq // Hkv, d)
