@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import torch
 
-from conftest import repo_files
+from tests.inference.conftest import repo_files
 from inference.engine import Engine
 from inference.kv_cache import CacheBudgetError
 

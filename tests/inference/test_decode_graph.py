@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import add_index_branch, build_model, repo_files
+from tests.inference.conftest import add_index_branch, build_model, repo_files
 from inference.decode_graph import GraphDecoder
 from inference.engine import Engine, _Tail
 

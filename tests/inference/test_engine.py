@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import repo_files
+from tests.inference.conftest import repo_files
 from inference import fim
 from inference.engine import BUNDLED_DIR, Engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build_model
+from tests.inference.conftest import build_model
 from inference.checkpoint import load_model
 from inference.engine import Engine
 from inference.model import causal_attend
