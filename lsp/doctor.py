@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from lsp.index.languages import LANGUAGES, grammar
 
 TORCH_PROBE = """
-import json
+import importlib, json
 info = {}
 try:
-    import torch
+    torch = importlib.import_module("torch")
     info["torch"] = torch.__version__
     info["cuda"] = torch.cuda.is_available()
     info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if info["cuda"] else []
 except Exception as exc:
     info["torch_error"] = f"{type(exc).__name__}: {exc}"
 try:
-    import triton
+    triton = importlib.import_module("triton")
     info["triton"] = triton.__version__
 except Exception as exc:
     info["triton_error"] = f"{type(exc).__name__}: {exc}"
