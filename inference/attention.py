@@ -52,6 +52,17 @@ class RepoView:
         return x[:, self.valid]
 
 
+def _softmax_parts(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores over the last dim (-inf = hidden) -> unnormalised weights, their sum as a divisor [..., 1], and the
+    log-sum-exp (-inf where nothing is visible, where the weights are all 0)."""
+    m = s.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    p = torch.exp(s - m)
+    den = p.sum(-1)
+    lse = torch.where(den > 0, m.squeeze(-1) + torch.log(den.clamp_min(1e-30)), torch.full_like(den, float("-inf")))
+    return p, den.clamp_min(1e-30)[..., None], lse
+
+
 def attend_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal_start: int | None = None,
                  scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """q [T, Hq, d] over k, v [Hkv, S, d]. With causal_start c, query t sees keys j <= c + t; otherwise all.
@@ -71,12 +82,8 @@ def attend_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal_st
             t_idx = torch.arange(r, r + qc.shape[2], device=q.device)
             mask = torch.arange(S, device=q.device)[None, :] > (causal_start + t_idx)[:, None]
             s = s.masked_fill(mask, float("-inf"))
-        m = s.amax(-1, keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        p = torch.exp(s - m)
-        den = p.sum(-1)
-        o = torch.einsum("hgts,hsd->hgtd", p, vf) / den.clamp_min(1e-30)[..., None]
-        lse = torch.where(den > 0, m.squeeze(-1) + torch.log(den.clamp_min(1e-30)), torch.full_like(den, float("-inf")))
+        p, norm, lse = _softmax_parts(s)
+        o = torch.einsum("hgts,hsd->hgtd", p, vf) / norm
         outs.append(o)
         lses.append(lse)
     out = torch.cat(outs, dim=2).permute(2, 0, 1, 3).reshape(T, Hq, d)
@@ -235,12 +242,8 @@ def shared_history_sparse(q, index_q, pool: PagePool, layer: int, view: RepoView
         qc = q[r : r + t].float().view(t, Hkv, G, d)
         s = torch.einsum("thgd,thsd->thgs", qc, K) * scale
         s = s.masked_fill(~visible[:, :, None, :], float("-inf"))
-        m = s.amax(-1, keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        p = torch.exp(s - m)
-        den = p.sum(-1)
-        o = torch.einsum("thgs,thsd->thgd", p, V) / den.clamp_min(1e-30)[..., None]
-        lse = torch.where(den > 0, m.squeeze(-1) + torch.log(den.clamp_min(1e-30)), torch.full_like(den, float("-inf")))
+        p, norm, lse = _softmax_parts(s)
+        o = torch.einsum("thgs,thsd->thgd", p, V) / norm
         outs.append(o.reshape(-1, Hq, d))
         lses.append(lse.reshape(-1, Hq))
     return torch.cat(outs), torch.cat(lses), n_sel
