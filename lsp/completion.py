@@ -313,8 +313,10 @@ class CompletionService:
             insert_text=text, range=convert.to_client_range(doc.lines, (line, start), (line, end), server.encoding))])
 
     async def completion_items(self, server, params: types.CompletionParams, doc) -> list[types.CompletionItem]:
-        """The AI item for textDocument/completion: replaces the word being typed with word + model text."""
-        if doc is None or not server.options.inline_completion.enable:
+        """The AI item for textDocument/completion: replaces the word being typed with word + model text.
+
+        Left out for clients that advertise inline completion: they already show the same text as ghost text."""
+        if doc is None or not server.options.inline_completion.enable or _client_shows_ghost_text(server):
             return []
         try:
             found = await asyncio.wait_for(self._request_text(
@@ -340,6 +342,11 @@ class CompletionService:
             text_edit=types.TextEdit(range=types.Range(start=start, end=end), new_text=new_text),
             documentation=types.MarkupContent(kind=types.MarkupKind.Markdown,
                                               value=f"```\n{new_text}\n```\nwritten by the model"))]
+
+
+def _client_shows_ghost_text(server) -> bool:
+    capabilities = server.client_capabilities
+    return bool(capabilities and capabilities.text_document and capabilities.text_document.inline_completion)
 
 
 def register(server) -> CompletionService:

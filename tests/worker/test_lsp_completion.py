@@ -69,9 +69,13 @@ async def client(lsp_client: LanguageClient, tmp_path, tiny_model, request):
     def _status(params):
         recorder.on_status(params)
 
-    max_tokens = getattr(request, "param", 16)
+    param = getattr(request, "param", {})
+    max_tokens = param.get("max_tokens", 16)
+    capabilities = client_capabilities("neovim")
+    if param.get("shows_ghost_text"):
+        capabilities.text_document.inline_completion = types.InlineCompletionClientCapabilities()
     await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities("neovim"), root_uri=root.as_uri(),
+        capabilities=capabilities, root_uri=root.as_uri(),
         workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="repo")],
         initialization_options={"msa": {"model": str(tiny_model),
                                         "completion": {"debounceMs": 0, "maxTokens": max_tokens}}}))
@@ -138,13 +142,22 @@ async def test_inline_completion_returns_model_text(client: LanguageClient, tiny
     assert "config.json" in status["worker"]["message"]
 
 
+@pytest.mark.parametrize("client", [{"shows_ghost_text": True}], indirect=True)
+async def test_clients_with_ghost_text_get_no_duplicate_completion_item(client: LanguageClient):
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(inline_params(client)), WAIT_S)
+    assert result.items and result.items[0].insert_text.strip()
+    listed = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=(client.root / "app.py").as_uri()), position=CURSOR))
+    assert listed.items and not [item for item in listed.items if item.detail == "msa-lsp model"]
+
+
 def send(client, params, msg_id: str) -> asyncio.Task:
     """Sends an inlineCompletion request now (pytest-lsp sends only once the coroutine runs)."""
     return asyncio.ensure_future(client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params,
                                                                     msg_id=msg_id))
 
 
-@pytest.mark.parametrize("client", [1500], indirect=True)
+@pytest.mark.parametrize("client", [{"max_tokens": 1500}], indirect=True)
 async def test_cancelled_or_outdated_requests_return_no_stale_text(client: LanguageClient):
     protocol = client.protocol
     long_running = send(client, inline_params(client), "long-1")

@@ -15,7 +15,6 @@ import {
   State,
 } from 'vscode-languageclient/node';
 import { spawnServer } from './launch';
-import { withoutModelItems } from './modelItems';
 import { createLogRouter } from './serverLog';
 import {
   SECTION, affectsLaunch, affectsServer, configurationAnswers, configurationChange, serverLaunch, serverSettings,
@@ -95,11 +94,6 @@ function createClient(context: vscode.ExtensionContext): LanguageClient {
       },
       provideInlineCompletionItems: (document, position, ctx, token, next) =>
         config().get<boolean>('inlineCompletion.enable', true) ? next(document, position, ctx, token) : null,
-      // ghost text carries the model's text here; its popup item would only hide the ghost text
-      provideCompletionItem: async (document, position, ctx, token, next) => {
-        const result = await next(document, position, ctx, token);
-        return config().get<boolean>('inlineCompletion.enable', true) ? withoutModelItems(result) : result;
-      },
     },
   };
   const created = new MsaLanguageClient(CLIENT_ID, 'msa-lsp', serverOptions, clientOptions);
