@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.training import middles
+
 BLOCK = 128
 SEGMENT_CAP = 3072  # longest file segment in positions (L_cap); also where the tail starts (P_T = p + SEGMENT_CAP)
 TAIL_MAX = 1024
@@ -31,6 +33,7 @@ class Row:
     tail: np.ndarray
     pad: np.ndarray
     labels: np.ndarray
+    middle: np.ndarray  # label positions that predict a FIM middle token (or its <|endoftext|>)
 
 
 class Encoder:
@@ -53,54 +56,41 @@ def file_segment_text(path: str, text: str) -> str:
     return f"<|file_sep|>{path}\n{text}"
 
 
-def fim_split(text: str, rng: random.Random) -> tuple[str, str, str]:
-    """(prefix, middle, suffix) shaped like editor completions: rest of a line, next lines, or a random span."""
-    lines_at = [m.start() for m in re.finditer("\n", text)]
-    mode = rng.random()
-    if mode < 0.5 and lines_at:
-        start = rng.randrange(len(text))
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end
-        for _ in range(rng.choice([0, 0, 0, 1, 2, 3])):
-            nxt = text.find("\n", end + 1)
-            end = len(text) if nxt < 0 else nxt
-        end = min(end, start + 400)
-    elif mode < 0.75 and lines_at:
-        start = rng.choice(lines_at) + 1
-        end = start
-        for _ in range(rng.randint(1, 3)):
-            nxt = text.find("\n", end + 1)
-            end = len(text) if nxt < 0 else nxt
-        end = min(end, start + 400)
-    else:
-        start = rng.randrange(len(text))
-        end = min(len(text), start + rng.randint(1, 300))
+def fim_split(text: str, rng: random.Random, span: tuple[int, int] | None = None) -> tuple[str, str, str]:
+    """(prefix, middle, suffix): `span` if given, else an editor-shaped split (middles.editor_split)."""
+    start, end = span if span is not None else middles.editor_split(text, rng)
     return text[:start], text[start:end], text[end:]
 
 
-def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random) -> tuple[np.ndarray, int]:
+def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random,
+             span: tuple[int, int] | None = None, cap: int = TAIL_MAX) -> tuple[np.ndarray, int]:
     """Tail tokens of the "msa" FIM format, and how many leading tokens are prompt (the rest: middle + eot).
 
     The prompt keeps its header and all three FIM tokens; when too long, the prefix is cut on the left and the
     suffix on the right (as the engine does), never the structure."""
-    prefix, middle, suffix = fim_split(text, rng)
-    body = np.concatenate([enc.ids(middle)[: TAIL_MAX // 4], [enc.eot]]).astype(np.int32)
+    prefix, middle, suffix = fim_split(text, rng, span)
+    body = np.concatenate([enc.ids(middle)[: cap // 4], [enc.eot]]).astype(np.int32)
     pre_chars, suf_chars = 2400, 1000
     while True:
         prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{prefix[-pre_chars:] if pre_chars else ''}<|fim_suffix|>" \
                  f"{suffix[:suf_chars]}<|fim_middle|>"
         head = enc.ids(prompt)
-        if len(head) + len(body) <= TAIL_MAX or (pre_chars == 0 and suf_chars == 0):
+        if len(head) + len(body) <= cap or (pre_chars == 0 and suf_chars == 0):
             break
         pre_chars, suf_chars = pre_chars * 3 // 4, suf_chars * 3 // 4
-    return np.concatenate([head, body])[:TAIL_MAX].astype(np.int32), len(head)
+    return np.concatenate([head, body])[:cap].astype(np.int32), len(head)
 
 
 class RowBuilder:
-    """Builds rows of exactly T tokens from projects {name: [(path, text)]} with their file tokens precomputed."""
+    """Builds rows of exactly T tokens from projects {name: [(path, text)]} with their file tokens precomputed.
+
+    Of the parallel groups, `fim_rate` get a FIM tail; of those, `callsite_rate` take a call-site middle (a name
+    defined in an included context file, to the end of its line) and `rename_rate` first rename 1-3 such names
+    to fresh compound names in the target and the context files (re-encoding only those)."""
 
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
-                 T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3):
+                 T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
+                 rename_rate: float = 0.25):
         assert T % BLOCK == 0
         self.enc, self.projects, self.file_ids, self.T = enc, projects, file_ids, T
         self.rng = random.Random(seed)
@@ -108,13 +98,15 @@ class RowBuilder:
         sizes = [sum(len(a) for a in file_ids[n]) for n in self.names]
         self.weights = np.cumsum(np.sqrt(np.asarray(sizes, dtype=np.float64)))  # favours small projects a little
         self.fim_rate, self.causal_rate = fim_rate, causal_rate
+        self.callsite_rate, self.rename_rate = callsite_rate, rename_rate
+        self._defs: dict[tuple[str, int], set[str]] = {}
+        self._words: list[str] | None = None
 
     def pick_project(self) -> str:
         x = self.rng.random() * self.weights[-1]
         return self.names[int(np.searchsorted(self.weights, x, side="right").clip(0, len(self.names) - 1))]
 
     def row(self) -> Row:
-        parts: list[tuple] = []  # (ids, pos, doc, tail, loss_from)
         used, grp_id = 0, 0
         causal = self.rng.random() < self.causal_rate
         groups = []
@@ -127,6 +119,18 @@ class RowBuilder:
             grp_id += 1
         return self.pack(groups)
 
+    def defs(self, name: str, i: int) -> set[str]:
+        key = (name, i)
+        if key not in self._defs:
+            self._defs[key] = middles.defined_names(*self.projects[name][i])
+        return self._defs[key]
+
+    def words(self) -> list[str]:
+        if self._words is None:
+            sample = self.rng.sample(self.names, min(len(self.names), 200))
+            self._words = middles.identifier_words(t for n in sample for _, t in self.projects[n][:5])
+        return self._words
+
     def parallel_group(self, name: str, budget: int) -> list[tuple]:
         files, ids = self.projects[name], self.file_ids[name]
         rng, enc = self.rng, self.enc
@@ -134,33 +138,75 @@ class RowBuilder:
         p = len(prefix)
         target = rng.randrange(len(files))
         path, text = files[target]
-        if rng.random() < self.fim_rate:
-            tail, _ = fim_tail(enc, path, text, rng)
-        else:
-            whole = ids[target]
-            start = 0 if len(whole) <= TAIL_MAX or rng.random() < 0.5 else rng.randrange(len(whole) - TAIL_MAX)
-            tail = whole[start:start + TAIL_MAX]
-        room = budget - _padded(p) - _padded(len(tail))
-        others = self.context_order(name, target, text)
-        context = []
-        for i in others:
+        fim = rng.random() < self.fim_rate
+        target_words = middles.words_in(text) if fim else set()
+        # a FIM tail gets up to TAIL_MAX tokens, less in a row's last small gap so that it is never cut
+        tail_cap = max(2 * BLOCK, min(TAIL_MAX, (budget - _padded(p)) // 2 // BLOCK * BLOCK))
+        room = budget - _padded(p) - (tail_cap if fim else _padded(min(len(ids[target]), TAIL_MAX)))
+        context: list[tuple[int, np.ndarray]] = []
+        for i in self.context_order(name, target, text, target_words):
             if room < BLOCK:
                 break
             seg = ids[i][: min(SEGMENT_CAP, room)]
             if len(seg) < 16:
                 continue
-            context.append(seg)
+            context.append((i, seg))
             room -= _padded(len(seg))
-        longest = max((len(c) for c in context), default=0)
+        n_head = None
+        if fim:
+            context, text, defs, renamed = self.fim_context(name, target, context, text, target_words)
+            span = None
+            if defs and rng.random() < self.callsite_rate:
+                site = middles.call_site_split(text, defs - middles.defined_names(path, text), rng, prefer=renamed)
+                span = site[:2] if site else None
+            tail, n_head = fim_tail(enc, path, text, rng, span, tail_cap)
+        else:
+            whole = ids[target]
+            start = 0 if len(whole) <= TAIL_MAX or rng.random() < 0.5 else rng.randrange(len(whole) - TAIL_MAX)
+            tail = whole[start:start + TAIL_MAX]
+        longest = max((len(c) for _, c in context), default=0)
         tail_start = rng.choice([p + SEGMENT_CAP, p + SEGMENT_CAP, p + longest, p])
-        segs = [(prefix, np.arange(p), 0, False)]
-        for n, seg in enumerate(context, start=1):
-            segs.append((seg, p + np.arange(len(seg)), n, False))
-        segs.append((tail, tail_start + np.arange(len(tail)), len(context) + 1, True))
+        segs = [(prefix, np.arange(p), 0, False, None)]
+        for n, (_, seg) in enumerate(context, start=1):
+            segs.append((seg, p + np.arange(len(seg)), n, False, None))
+        segs.append((tail, tail_start + np.arange(len(tail)), len(context) + 1, True, n_head))
         return segs
 
-    def context_order(self, name: str, target: int, target_text: str) -> list[int]:
-        """Other files, likeliest-useful first: same folder or named in the target, then the rest at random."""
+    def fim_context(self, name: str, target: int, context: list, text: str, target_words: set[str]):
+        """(context, target text, names defined in the included context, renamed names): with rename_rate, 1-3
+        names defined in included context files and used in the target get fresh names everywhere in the group."""
+        files = self.projects[name]
+        shown = {}  # file index -> the text actually included (a cut segment decodes its tokens)
+        for i, seg in context:
+            full = len(seg) == len(self.file_ids[name][i])
+            shown[i] = files[i][1] if full else self.enc.tok.decode(seg.tolist()).split("\n", 1)[-1]
+        defs_of = {i: (self.defs(name, i) if len(seg) == len(self.file_ids[name][i])
+                       else middles.defined_names(files[i][0], shown[i])) for i, seg in context}
+        defs = set().union(*defs_of.values()) if defs_of else set()
+        renamed: set[str] = set()
+        if defs and self.rng.random() < self.rename_rate:
+            candidates = sorted(n for n in (defs - self.defs(name, target)) & target_words if len(n) >= 6)
+            if candidates:
+                old = self.rng.sample(candidates, min(len(candidates), self.rng.randint(1, 3)))
+                taken = defs | target_words
+                snake = middles.language(files[target][0]) in ("py", "rs")
+                mapping = {o: middles.fresh_name(o, self.words(), self.rng, taken, snake) for o in old}
+                touched = [i for i, _ in context if any(o in shown[i] for o in old)]
+                new_texts = middles.rename([text] + [shown[i] for i in touched], mapping)
+                text = new_texts[0]
+                fresh = dict(zip(touched, self.enc.many(
+                    [file_segment_text(files[i][0], t) for i, t in zip(touched, new_texts[1:])])))
+                context = [(i, fresh[i][: _padded(len(seg))] if i in fresh else seg) for i, seg in context]
+                for (i, seg), t in zip([(i, seg) for i, seg in context if i in fresh], new_texts[1:]):
+                    kept = t if len(seg) == len(fresh[i]) else self.enc.tok.decode(seg.tolist()).split("\n", 1)[-1]
+                    defs_of[i] = middles.defined_names(files[i][0], kept)
+                defs = set().union(*defs_of.values())
+                renamed = set(mapping.values()) & defs
+        return context, text, defs, renamed
+
+    def context_order(self, name: str, target: int, target_text: str, target_words: set[str] = frozenset()) -> list[int]:
+        """Other files, likeliest-useful first: defining names the target uses, same folder or named in the
+        target, then the rest at random."""
         files = self.projects[name]
         folder = files[target][0].rsplit("/", 1)[0] if "/" in files[target][0] else ""
         candidates = [i for i in range(len(files)) if i != target]
@@ -175,6 +221,8 @@ class RowBuilder:
                 s += 2
             if (path.rsplit("/", 1)[0] if "/" in path else "") == folder:
                 s += 1
+            if target_words and not self.defs(name, i).isdisjoint(target_words):
+                s += 1.5
             return -s
 
         return sorted(candidates, key=score)
@@ -191,7 +239,7 @@ class RowBuilder:
             chunks.append(ids[i])
             total += len(ids[i])
         seq = np.concatenate(chunks)[: min(budget, self.T)]
-        return [(seq, np.arange(len(seq)), 1, False)]
+        return [(seq, np.arange(len(seq)), 1, False, None)]
 
     def pack(self, groups) -> Row:
         T = self.T
@@ -202,19 +250,22 @@ class RowBuilder:
         tail = np.zeros(T, bool)
         pad = np.ones(T, bool)
         labels = np.full(T, IGNORE, np.int64)
+        middle = np.zeros(T, bool)
         at = 0
         for g, segs in groups:
-            for seg_ids, seg_pos, d, is_tail in segs:
+            for seg_ids, seg_pos, d, is_tail, middle_from in segs:
                 n = min(len(seg_ids), T - at)
                 if n <= 0:
                     break
                 sl = slice(at, at + n)
                 ids[sl], pos[sl], grp[sl], doc[sl], tail[sl], pad[sl] = seg_ids[:n], seg_pos[:n], g, d, is_tail, False
                 labels[at:at + n - 1] = seg_ids[1:n]
+                if middle_from is not None and middle_from < n:
+                    middle[at + middle_from - 1: at + n - 1] = True
                 at += _padded(n)
                 if at >= T:
                     break
-        return Row(ids, pos, grp, doc, tail, pad, labels)
+        return Row(ids, pos, grp, doc, tail, pad, labels, middle)
 
 
 def _padded(n: int) -> int:

@@ -47,6 +47,15 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--warmup-frac", type=float, default=0.3)
     f.add_argument("--log-every", type=int, default=25)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--middle-weight", type=float, default=3.0,
+                   help="loss weight of tokens predicting a FIM middle and its <|endoftext|> (others 1)")
+    f.add_argument("--fim-rate", type=float, default=0.7, help="share of parallel groups with a FIM tail")
+    f.add_argument("--causal-rate", type=float, default=0.3, help="share of rows in the sequential layout")
+    f.add_argument("--callsite-rate", type=float, default=0.4,
+                   help="share of FIM tails whose middle starts at a name defined in an included context file")
+    f.add_argument("--rename-rate", type=float, default=0.25,
+                   help="share of FIM groups whose cross-file names are renamed to fresh compound names")
+    f.add_argument("--row-threads", type=int, default=3, help="threads building rows")
     f.add_argument("--device", default="auto")
     f.add_argument("--skip-eval", action="store_true")
     return p

@@ -46,6 +46,7 @@ class TrainConfig:
     warmup_frac: float = 0.3
     kl_weight: float = 1.0
     kl_rows: int = 128
+    middle_weight: float = 3.0  # loss weight of tokens that predict a FIM middle (and its <|endoftext|>)
     log_every: int = 25
     seed: int = 0
 
@@ -96,18 +97,19 @@ def tokenize(enc: Encoder, projects: dict) -> dict:
 class Prefetcher:
     """Background threads that build rows into a bounded queue (the tokenizer releases the GIL)."""
 
-    def __init__(self, enc, projects, file_ids, T: int, batch: int, seed: int, threads: int = 3, depth: int = 8):
+    def __init__(self, enc, projects, file_ids, T: int, batch: int, seed: int, threads: int = 3, depth: int = 8,
+                 **row_options):
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.batch = batch
         self.stopped = threading.Event()
         for k in range(threads):
-            builder = RowBuilder(enc, projects, file_ids, T, seed * 1000 + k)
+            builder = RowBuilder(enc, projects, file_ids, T, seed * 1000 + k, **row_options)
             threading.Thread(target=self._run, args=(builder,), daemon=True).start()
 
     def _run(self, builder: RowBuilder):
         while not self.stopped.is_set():
             rows = [builder.row() for _ in range(self.batch)]
-            batch = {k: np.stack([getattr(r, k) for r in rows]) for k in ("ids", "pos", "grp", "doc", "tail", "pad", "labels")}
+            batch = {k: np.stack([getattr(r, k) for r in rows]) for k in ROW_FIELDS}
             while not self.stopped.is_set():
                 try:
                     self.q.put(batch, timeout=0.5)
@@ -120,6 +122,24 @@ class Prefetcher:
 
     def next(self) -> dict:
         return self.q.get()
+
+
+ROW_FIELDS = ("ids", "pos", "grp", "doc", "tail", "pad", "labels", "middle")
+
+
+def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, middle: torch.Tensor, middle_weight: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, plain mean CE, mean CE of middle tokens (0 if none)): the loss is the mean CE over labelled tokens with
+    middle tokens counted `middle_weight` times."""
+    flat = labels.reshape(-1)
+    per = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), flat, ignore_index=-100, reduction="none")
+    real = (flat >= 0).float()
+    mid = middle.reshape(-1).float() * real
+    weight = real + (middle_weight - 1.0) * mid
+    loss = (per * weight).sum() / weight.sum().clamp(min=1.0)
+    plain = (per * real).sum() / real.sum().clamp(min=1.0)
+    mid_ce = (per * mid).sum() / mid.sum().clamp(min=1.0)
+    return loss, plain, mid_ce
 
 
 def sample_kl_rows(tail: torch.Tensor, pad: torch.Tensor, count: int, gen: torch.Generator) -> torch.Tensor:
@@ -160,8 +180,8 @@ def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: 
             group["lr"] = lr_at(tc, step, progress)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits, kl = model(b["ids"].long(), b["pos"].long(), vis, sparse=sparse, kl_rows=rows)
-        ce = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), b["labels"].view(-1), ignore_index=-100)
-        loss = ce + (tc.kl_weight * kl if kl is not None else 0.0)
+        weighted, ce, mid_ce = weighted_ce(logits, b["labels"], b["middle"], tc.middle_weight)
+        loss = weighted + (tc.kl_weight * kl if kl is not None else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -170,6 +190,7 @@ def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: 
         tokens += int((b["labels"] >= 0).sum())
         if step % tc.log_every == 0 or tc.steps:
             entry = {"step": step, "seconds": round(time.time() - start, 1), "tokens": tokens, "ce": round(ce.item(), 4),
+                     "ce_middle": round(mid_ce.item(), 4),
                      "kl": round(kl.item(), 4) if kl is not None else None, "lr": opt.param_groups[0]["lr"], "sparse": sparse}
             history.append(entry)
             log.info("%s", entry)
@@ -215,8 +236,11 @@ def run(args) -> int:
         log.info("training for %.2f minutes", minutes)
     tc = TrainConfig(seq_len=args.seq_len, batch=args.batch, lr=args.lr, minutes=minutes, steps=args.steps,
                      warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every,
-                     warmup_steps=args.lr_warmup_steps)
-    prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed)
+                     warmup_steps=args.lr_warmup_steps, middle_weight=args.middle_weight)
+    rows = dict(fim_rate=args.fim_rate, causal_rate=args.causal_rate, callsite_rate=args.callsite_rate,
+                rename_rate=args.rename_rate)
+    log.info("rows: %s, middle weight %.1f", rows, tc.middle_weight)
+    prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed, threads=args.row_threads, **rows)
     history = train(model, prefetch, tc, device, checkpoint=lambda: save_checkpoint(model, out, None))
     prefetch.stop()
     save_checkpoint(model, out, None)

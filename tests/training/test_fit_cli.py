@@ -1,0 +1,32 @@
+"""`msa-lsp train fit` end to end on CPU with a tiny model: train from scratch, then continue from that checkpoint
+with a fresh schedule and the FIM options (call-site middles, renaming, middle weight), as stage 3 does."""
+
+import json
+import lzma
+from dataclasses import asdict
+
+from inference.training.cli import main
+from tests.training.test_middles import cross_file_projects
+
+
+def test_fit_then_continue_from_the_checkpoint(tmp_path, tiny_config):
+    data = tmp_path / "data"
+    data.mkdir()
+    with lzma.open(data / "train-python.jsonl.xz", "wt", encoding="utf-8") as fh:
+        for project, files in cross_file_projects().items():
+            for path, text in files:
+                fh.write(json.dumps({"project": project, "path": path, "text": text}) + "\n")
+    common = ["--data", str(data), "--python-site", "none", "--seq-len", "512", "--batch", "2", "--steps", "3",
+              "--device", "cpu", "--row-threads", "1", "--skip-eval"]
+    first = tmp_path / "stage1"
+    config = json.dumps({k: v for k, v in asdict(tiny_config).items()})
+    assert main(["fit", *common, "--out", str(first), "--model-config", config]) == 0
+    assert (first / "config.json").exists()
+    second = tmp_path / "stage3"
+    assert main(["fit", *common, "--out", str(second), "--init-from", str(first), "--lr", "1e-3",
+                 "--lr-warmup-steps", "1", "--warmup-frac", "0", "--fim-rate", "0.9", "--causal-rate", "0.1",
+                 "--callsite-rate", "0.5", "--rename-rate", "0.5", "--middle-weight", "3"]) == 0
+    report = json.loads((second / "training_report.json").read_text())
+    assert report["steps"] == 3 and all(h["sparse"] for h in report["history"])
+    assert any(h["ce_middle"] > 0 for h in report["history"])  # the rows carried FIM middles
+    assert (second / "config.json").exists()
