@@ -51,7 +51,8 @@ def defined_names(path: str, text: str) -> set[str]:
     out = set()
     for m in pattern.finditer(text):
         name = m.group(1) or m.group(2)
-        if name and len(name) >= 4 and name.lower() not in _KEYWORDS and name not in ("constructor", "__init__"):
+        if name and len(name) >= 4 and name.lower() not in _KEYWORDS and not name.startswith("__") \
+                and name != "constructor":
             out.add(name)
     return out
 
@@ -165,8 +166,8 @@ def identifier_words(texts, limit: int = 4000) -> list[str]:
 
 
 def fresh_name(old: str, words: list[str], rng: random.Random, taken: set[str], snake: bool = True) -> str:
-    """A random compound of 2-3 corpus words in the style of `old` (UPPER_CASE, PascalCase, and for lower-case
-    names snake_case where the language writes them so, `snake`, else camelCase)."""
+    """A random compound of 2-3 corpus words (sometimes with a number) in the style of `old` (UPPER_CASE,
+    PascalCase, and for lower-case names snake_case where the language writes them so, `snake`, else camelCase)."""
     lead = old[: len(old) - len(old.lstrip("_$"))]
     core = old[len(lead):]
     while True:
@@ -179,6 +180,8 @@ def fresh_name(old: str, words: list[str], rng: random.Random, taken: set[str], 
             name = "".join(p.capitalize() for p in parts)
         else:
             name = parts[0] + "".join(p.capitalize() for p in parts[1:])
+        if rng.random() < 0.2:
+            name += ("_" if "_" in name or name.isupper() else "") + str(rng.randrange(2, 1000))
         name = lead + name
         if name not in taken:
             return name
