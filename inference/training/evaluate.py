@@ -3,6 +3,7 @@
 `file_bpb`: each held-out file "<|file_sep|>{path}\n{code}" (first SEGMENT_CAP tokens) behind its repo prefix,
 plain causal.  `tail_bpb`: the same files as the live tail of a `parallel` row, scored once seeing the project's
 other files (MSA-sparse or dense) and once seeing only the prefix and itself; same tokens, two masks.
+`middle_scores`: FIM middles (editor-shaped, call site, renamed call site) as tails of parallel rows.
 Not its job: the benchmark against the serving engine (benchmarks/bench_quality.py).
 """
 
@@ -72,3 +73,43 @@ def tail_bpb(model, enc: Encoder, projects: dict, file_ids: dict, device, T: int
             bits[key] += nll / math.log(2)
     model.train()
     return {"bytes": nbytes, **{f"{k}_bits_per_byte": v / max(nbytes, 1) for k, v in bits.items()}}
+
+
+MIDDLE_KINDS = {"editor": dict(callsite_rate=0.0, rename_rate=0.0), "call_site": dict(callsite_rate=1.0, rename_rate=0.0),
+                "renamed_call_site": dict(callsite_rate=1.0, rename_rate=1.0)}
+
+
+@torch.no_grad()
+def middle_scores(model, enc: Encoder, projects: dict, file_ids: dict, device, T: int, rows: int = 32, seed: int = 2,
+                  sparse: bool = True) -> dict:
+    """Per kind of FIM middle (editor-shaped, call site of a name defined in an included context file, the same
+    after renaming): mean cross-entropy of the middle tokens (nats) and the share of middles whose every token,
+    <|endoftext|> included, is the model's argmax (= greedy completion reproduces the middle exactly)."""
+    multi = {k: v for k, v in projects.items() if len(v) > 1}
+    out = {}
+    model.eval()
+    for kind, options in MIDDLE_KINDS.items():
+        builder = RowBuilder(enc, multi, {k: file_ids[k] for k in multi}, T, seed, fim_rate=1.0, causal_rate=0.0,
+                             **options)
+        nll, tokens, exact, middles = 0.0, 0, 0, 0
+        for _ in range(rows):
+            row = builder.row()
+            t = {k: torch.as_tensor(getattr(row, k), device=device)[None] for k in ("ids", "pos", "grp", "doc", "tail", "pad")}
+            vis = visibility(t["grp"], t["doc"], t["tail"], t["pad"])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits, _ = model(t["ids"].long(), t["pos"].long(), vis, sparse=sparse)
+            where = np.flatnonzero(row.middle)
+            if not len(where):
+                continue
+            labels = torch.as_tensor(row.labels[where], device=device)
+            picked = logits[0, torch.as_tensor(where, device=device)].float()
+            nll += F.cross_entropy(picked, labels, reduction="sum").item()
+            tokens += len(where)
+            hit = (picked.argmax(-1) == labels).cpu().numpy()
+            for run in np.split(np.arange(len(where)), np.flatnonzero(np.diff(where) > 1) + 1):
+                middles += 1
+                exact += bool(hit[run].all())
+        out[kind] = {"middles": middles, "tokens": tokens, "ce": round(nll / max(tokens, 1), 4),
+                     "exact": round(exact / max(middles, 1), 4)}
+    model.train()
+    return out

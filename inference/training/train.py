@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from inference.training.batches import Encoder, RowBuilder, visibility
 from inference.training.corpus import Deduplicator, collect, group_by_project, read_records
-from inference.training.evaluate import file_bpb, tail_bpb
+from inference.training.evaluate import file_bpb, middle_scores, tail_bpb
 from inference.training.export import save_checkpoint
 from inference.training.model import ModelConfig, MSAForTraining
 from inference.training.tokenizer import load as load_tokenizer
@@ -251,7 +251,9 @@ def run(args) -> int:
     if heldout_path.exists() and not args.skip_eval:
         held = group_by_project(read_records(heldout_path))
         report["heldout_file_bpb"] = file_bpb(model, enc, held, device)
-        report["heldout_tail_bpb"] = tail_bpb(model, enc, held, tokenize(enc, held), device, tc.seq_len)
-        log.info("held-out: %s %s", report["heldout_file_bpb"], report["heldout_tail_bpb"])
+        held_ids = tokenize(enc, held)
+        report["heldout_tail_bpb"] = tail_bpb(model, enc, held, held_ids, device, tc.seq_len)
+        report["heldout_middles"] = middle_scores(model, enc, held, held_ids, device, tc.seq_len)
+        log.info("held-out: %s %s %s", report["heldout_file_bpb"], report["heldout_tail_bpb"], report["heldout_middles"])
     (out / "training_report.json").write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -168,3 +168,18 @@ def test_middle_weight_scales_the_middle_tokens_in_the_loss():
     assert torch.allclose(ce3, plain) and torch.allclose(mid, per[middle].mean())
     # a model that is worse on the middle pays more under the weighted loss than under the plain one
     assert (loss3 > plain) == (per[middle].mean() > plain)
+
+
+def test_heldout_middle_scores_count_every_middle(tokenizer, tiny_config):
+    from inference.training.evaluate import middle_scores
+    from inference.training.model import MSAForTraining
+
+    torch.manual_seed(0)
+    enc = Encoder(tokenizer)
+    projects = cross_file_projects()
+    file_ids = {k: enc.many([f"<|file_sep|>{p}\n{t}" for p, t in v]) for k, v in projects.items()}
+    scores = middle_scores(MSAForTraining(tiny_config), enc, projects, file_ids, torch.device("cpu"), 1024, rows=2)
+    assert set(scores) == {"editor", "call_site", "renamed_call_site"}
+    for kind in scores.values():
+        assert kind["middles"] >= 2 and kind["tokens"] >= kind["middles"]
+        assert kind["ce"] > 5.0 and kind["exact"] == 0.0  # an untrained model: near-uniform over 16k tokens
