@@ -3,7 +3,9 @@ pure-torch reference on CPU tensors. Shapes and semantics are those of `kernels.
 
 Override with `use_backend("triton" | "reference" | "auto")` (a context manager, for tests and benchmarks) or the
 environment variable MSA_KERNELS ("triton" forces Triton even on CPU tensors, which needs TRITON_INTERPRET=1).
-Not here: the kernels themselves.
+On Triton, sparse attention runs the one-launch kernel of `kernels.fused_decode` (splits merged in-kernel; it
+also reads fp8 pages) and `summary_sparse_decode` scores, selects and attends in two launches; MSA_FUSED=0
+switches back to the separate kernels (bf16/fp16 only) for comparison. Not here: the kernels themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from kernels import reference
 
 _BACKENDS = ("auto", "triton", "reference")
 _backend = os.environ.get("MSA_KERNELS", "auto")
+_fused = os.environ.get("MSA_FUSED", "1") != "0"
 if _backend not in _BACKENDS:
     raise ValueError(f"MSA_KERNELS must be one of {_BACKENDS}, not {_backend!r}")
 
@@ -71,12 +74,35 @@ def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0):
     return reference.topk_blocks(scores, seq_lens, k, local_blocks=local_blocks, sink_blocks=sink_blocks)
 
 
-def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None, return_lse=False):
+def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None, return_lse=False,
+                  k_scale=None, v_scale=None):
     if _triton(q):
+        if _fused or k_scale is not None:
+            from kernels import fused_decode
+
+            return fused_decode.sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, scale=scale, page_lens=page_lens,
+                                                     return_lse=return_lse, k_scale=k_scale, v_scale=v_scale)
         from kernels import sparse_decode as kernel
 
         return kernel.sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, scale=scale, page_lens=page_lens, return_lse=return_lse)
-    return reference.sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, scale=scale, page_lens=page_lens, return_lse=return_lse)
+    return reference.sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, scale=scale, page_lens=page_lens,
+                                   return_lse=return_lse, k_scale=k_scale, v_scale=v_scale)
+
+
+def summary_sparse_decode(q, kmin, kmax, k_cache, v_cache, block_table, seq_lens, k=16, *, kmean=None, mode="minmax",
+                          scale=None, page_lens=None, return_lse=False, k_scale=None, v_scale=None):
+    """One decode step of a sparse layer from page summaries: (out[, lse], selected) as summary_block_scores ->
+    topk_blocks(k) -> sparse_decode would give (two launches on Triton)."""
+    if _triton(q) and _fused:
+        from kernels import fused_decode
+
+        return fused_decode.summary_sparse_decode(q, kmin, kmax, k_cache, v_cache, block_table, seq_lens, k, kmean=kmean, mode=mode,
+                                                  scale=scale, page_lens=page_lens, return_lse=return_lse, k_scale=k_scale, v_scale=v_scale)
+    scores = summary_block_scores(q, kmin, kmax, block_table, seq_lens, kmean=kmean, mode=mode, page_lens=page_lens)
+    selected = topk_blocks(scores, seq_lens, k)
+    res = sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, scale=scale, page_lens=page_lens,
+                        return_lse=return_lse, k_scale=k_scale, v_scale=v_scale)
+    return (*res, selected) if return_lse else (res, selected)
 
 
 def dense_decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None, page_lens=None, return_lse=False):

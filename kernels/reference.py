@@ -149,13 +149,25 @@ def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0) -> tor
     return out
 
 
-def _attend(q, k_cache, v_cache, pages, counts, scale):
+def _gather(cache, pages, heads):
+    """cache[pages, heads] in fp32; fp8 pages are gathered as bytes (indexing need not support fp8)."""
+    if cache.dtype == torch.float8_e4m3fn:
+        return cache.view(torch.uint8)[pages, heads].view(torch.float8_e4m3fn).float()
+    return cache[pages, heads].float()
+
+
+def _attend(q, k_cache, v_cache, pages, counts, scale, k_scale=None, v_scale=None):
     """Exact softmax attention of q [R, Hkv, G, d] over gathered pages [R, Hkv, n] with visible counts
-    [R, Hkv, n]. Returns fp32 out [R, Hkv, G, d] (0 where nothing is visible) and natural-log lse [R, Hkv, G]."""
+    [R, Hkv, n]; fp8 pages are dequantised by their per-(page, head) scales. Returns fp32 out [R, Hkv, G, d]
+    (0 where nothing is visible) and natural-log lse [R, Hkv, G]."""
     R, Hkv, n = pages.shape
     heads = torch.arange(Hkv, device=pages.device)[None, :, None]
-    K = k_cache[pages, heads].float().flatten(2, 3)  # [R, Hkv, n*PAGE, d]
-    V = v_cache[pages, heads].float().flatten(2, 3)
+    K = _gather(k_cache, pages, heads)  # [R, Hkv, n, PAGE, d] fp32
+    V = _gather(v_cache, pages, heads)
+    if k_scale is not None:
+        K = K * k_scale[pages, heads].float()[..., None, None]
+        V = V * v_scale[pages, heads].float()[..., None, None]
+    K, V = K.flatten(2, 3), V.flatten(2, 3)  # [R, Hkv, n*PAGE, d]
     vis = (torch.arange(PAGE, device=pages.device) < counts[..., None]).flatten(2)  # [R, Hkv, n*PAGE]
     s = torch.einsum("rhgd,rhnd->rhgn", q.float(), K) * scale
     s = s.masked_fill(~vis[:, :, None, :], float("-inf"))
@@ -168,11 +180,13 @@ def _attend(q, k_cache, v_cache, pages, counts, scale):
     return out, lse
 
 
-def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None, return_lse=False):
+def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None, return_lse=False,
+                  k_scale=None, v_scale=None):
     """Exact attention of each row's query over the visible tokens of its group's selected blocks.
 
     q [B, Hq, d]; selected [B, Hkv, k] int32 logical block ids (unique per row, -1 = unused) as from topk_blocks.
-    scale defaults to d**-0.5. Returns out [B, Hq, d] in q's dtype (0 for a row with nothing visible) and, with
+    fp8 pages (float8_e4m3fn) come with k_scale/v_scale fp32 [num_pages, Hkv]: value = stored * scale
+    (`kernels.fp8_kv`). scale defaults to d**-0.5. Returns out [B, Hq, d] in q's dtype (0 for a row with nothing visible) and, with
     return_lse, also the natural-log log-sum-exp of the scaled scores, fp32 [B, Hq] (-inf when empty).
     """
     B, Hq, d = q.shape
@@ -188,7 +202,7 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
     for r in range(0, B, _ROWS_PER_CHUNK):
         rows = slice(r, r + _ROWS_PER_CHUNK)
         qg = q[rows].view(-1, Hkv, Hq // Hkv, d)
-        o, lse = _attend(qg, k_cache, v_cache, pages[rows], cnt[rows], scale)
+        o, lse = _attend(qg, k_cache, v_cache, pages[rows], cnt[rows], scale, k_scale, v_scale)
         outs.append(o.reshape(-1, Hq, d))
         lses.append(lse.reshape(-1, Hq))
     out = torch.cat(outs).to(q.dtype)
