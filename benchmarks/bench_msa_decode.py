@@ -3,8 +3,11 @@
 Per layer (Hq/Hkv/d = 28/4/128 and 64/4/128, bf16, one sequence of N tokens, N = 32k..1M):
   dense   torch SDPA with GQA over contiguous K/V;
   ours    scores + top-k (15 history + local) + block-sparse flash-decoding, for page summaries (Quest min/max and
-          mean) and for M3 per-token index keys; each also split into its three stages;
-  floors  bytes each must read / measured device-to-device copy bandwidth.
+          mean) and for M3 per-token index keys; each also split into its three stages (five launches);
+  fused   min/max summaries in two launches (scores + top-k fused, attention + split merge fused:
+          `kernels.fused_decode`), with bf16 K/V ("fused") and with fp8 e4m3 K/V pages ("fp8"), each also split
+          into its two launches;
+  floors  bytes each must read / measured device-to-device copy bandwidth (fp8: the K/V pages at one byte).
 Every timed region is one CUDA graph over several layers with their own buffers (so repeated replays do not
 measure the 50 MB L2), median of replays. Whole step: 28 layers, 12/2 heads, d 128, ff 8960, vocab 151936,
 random bf16 weights, KV cache of N tokens, dense SDPA vs MSA (every layer sparse), one CUDA graph per step.
@@ -23,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from kernels import index_scores, reference, sparse_decode, summaries, topk
+from kernels import fp8_kv, fused_decode, index_scores, reference, sparse_decode, summaries, topk
 
 PAGE = 128
 POOL_PAGES = 8192  # physical pages of the shared per-layer K/V pool (1M tokens)
@@ -85,6 +88,13 @@ class LayerBench:
         self.kmean = [mean.clone() for _ in range(n_copies)]
         self.index = [torch.randn(POOL_PAGES, PAGE, d_idx, dtype=DTYPE, device=DEV) for _ in range(n_copies)]
         self.d_idx = d_idx
+        all_pages = torch.arange(POOL_PAGES, device=DEV)
+        self.k8, self.ks = fp8_kv.empty_pages(POOL_PAGES, Hkv, d, device=DEV)
+        self.v8, self.vs = fp8_kv.empty_pages(POOL_PAGES, Hkv, d, device=DEV)
+        for lo_page in range(0, POOL_PAGES, 1024):  # in slices: the fp32 temporaries stay small
+            ids = all_pages[lo_page : lo_page + 1024]
+            fp8_kv.quantize_pages(self.k[ids], self.k8, self.ks, ids)
+            fp8_kv.quantize_pages(self.v[ids], self.v8, self.vs, ids)
 
     def run(self, N, Hq, bw, cfg):
         Hkv, d = self.Hkv, self.d
@@ -97,6 +107,8 @@ class LayerBench:
             "minmax": nb * Hkv * d * 2 * 2 + side + kv_read,
             "mean": nb * Hkv * d * 2 + side + kv_read,
             "index": nb * PAGE * self.d_idx * 2 + side + kv_read,
+            "fused": nb * Hkv * d * 2 * 2 + side + kv_read,
+            "fp8": nb * Hkv * d * 2 * 2 + side + kv_read // 2 + TOPK * Hkv * 4 * 2,
         }
         row = {"N": N, "Hq": Hq, "Hkv": Hkv, "d": d}
         # dense: layers at disjoint token ranges of one contiguous buffer
@@ -141,9 +153,47 @@ class LayerBench:
                 got = attend(0, sels[0])
                 rel = ((got.float() - want.float()).norm() / want.float().norm()).item()
                 assert rel < 1e-2, f"{variant}: attention error {rel}"
+        for variant in ("fused", "fp8"):
+            try:
+                self.run_fused(variant, N, Hq, nb, seq, floors[variant], cfg, row)
+            except Exception as exc:  # recorded in the result, never hidden: the other variants still report
+                row[f"{variant}_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                print(f"  {variant} at N={N}, Hq={Hq} failed: {row[f'{variant}_error']}", file=sys.stderr)
         for name, nbytes in floors.items():
             row[f"{name}_floor_ms"] = nbytes / bw * 1e3
         return row
+
+    def run_fused(self, variant, N, Hq, nb, seq, floor_bytes, cfg, row):
+        """Two-launch min/max path: bf16 K/V ("fused") or fp8 K/V pages ("fp8")."""
+        n_layers = max(4, min(self.n_copies, math.ceil(256 * MB / floor_bytes)))
+        tables = [torch.randperm(POOL_PAGES, device=DEV)[:nb].to(torch.int32)[None] for _ in range(n_layers)]
+        qs = [torch.randn(1, Hq, self.d, dtype=DTYPE, device=DEV) for _ in range(n_layers)]
+        c = [i % self.n_copies for i in range(n_layers)]
+        kc, vc, sc = (self.k, self.v, {}) if variant == "fused" else (self.k8, self.v8, {"k_scale": self.ks, "v_scale": self.vs})
+        select = lambda i: fused_decode.summary_topk(qs[i], self.kmin[c[i]], self.kmax[c[i]], tables[i], seq, TOPK, **cfg["fused_topk"])  # noqa: E731
+        picks = [select(i) for i in range(n_layers)]
+
+        def attend(i, pick):
+            return fused_decode.sparse_decode_merged(qs[i], kc, vc, tables[i], seq, pick[1], pages=pick[2], counts=pick[3], **sc, **cfg["fused_decode"])
+
+        def e2e():
+            for i in range(n_layers):
+                fused_decode.summary_sparse_decode(qs[i], self.kmin[c[i]], self.kmax[c[i]], kc, vc, tables[i], seq, TOPK, **sc,
+                                                   topk_cfg=cfg["fused_topk"], decode_cfg=cfg["fused_decode"])
+
+        row[f"{variant}_ms"] = graph_ms(e2e) / n_layers
+        row[f"{variant}_select_ms"] = graph_ms(lambda: [select(i) for i in range(n_layers)]) / n_layers
+        row[f"{variant}_attn_ms"] = graph_ms(lambda: [attend(i, picks[i]) for i in range(n_layers)]) / n_layers
+        if N <= 150_000:  # spot check against the references on the benchmark's own data
+            scores, sel = picks[0][0], picks[0][1]
+            want_scores = reference.summary_block_scores(qs[0], self.kmin[c[0]], self.kmax[c[0]], tables[0], seq)
+            fin = torch.isfinite(want_scores)
+            assert torch.allclose(scores[fin], want_scores[fin], atol=1e-2, rtol=1e-4), f"{variant}: scores differ from the reference"
+            assert torch.equal(sel.cpu(), reference.topk_blocks(scores.cpu(), seq.cpu(), TOPK)), f"{variant}: top-k differs from the reference"
+            want = reference.sparse_decode(qs[0], kc, vc, tables[0], seq, sel, **sc)
+            got = attend(0, picks[0])
+            rel = ((got.float() - want.float()).norm() / want.float().norm()).item()
+            assert rel < 1e-2, f"{variant}: attention error {rel}"
 
 
 def tune(lb, bw):
@@ -166,6 +216,9 @@ def tune(lb, bw):
                 continue
             timed.append((ms, opt))
             log.append({"kernel": name, **opt, "ms": ms})
+        if not timed:  # every option failed: the kernel's defaults stay, and its variants report the error
+            out[name] = {}
+            return
         out[name] = min(timed, key=lambda t: t[0])[1]
         print(f"  tune {name}: " + ", ".join(f"{o}={ms * 1e3:.1f}us" for ms, o in timed), file=sys.stderr)
 
@@ -179,6 +232,12 @@ def tune(lb, bw):
     sel = topk.topk_blocks(scores, seq, TOPK)
     best("decode", lambda i, o: sparse_decode.sparse_decode(q, lb.k, lb.v, tables[0], seq, sel, **o),
          [{"block_n": b, "num_warps": w, "num_stages": s} for b in (64, 128) for w in (4, 8) for s in (1, 2)])
+    best("fused_topk", lambda i, o: fused_decode.summary_topk(q, lb.kmin[i], lb.kmax[i], tables[i], seq, TOPK, **o),
+         [{"block_pages": p, "subs": n, "num_warps": w} for p in (32, 64) for n in (2, 4, 8) for w in (4, 8)])
+    pick = fused_decode.summary_topk(q, lb.kmin[0], lb.kmax[0], tables[0], seq, TOPK)
+    best("fused_decode", lambda i, o: fused_decode.sparse_decode_merged(q, lb.k, lb.v, tables[0], seq, pick[1], pages=pick[2], counts=pick[3], **o),
+         [{"block_n": b, "units_per_split": u, "num_warps": w, "num_stages": s}
+          for b, u in ((64, 1), (64, 2), (128, 1)) for w in (4, 8) for s in (1, 2)])
     return out, log
 
 
@@ -238,9 +297,13 @@ class Model:
                 self.kc[i].view(-1, d).index_copy_(0, self.rows, k)
                 self.vc[i].view(-1, d).index_copy_(0, self.rows, v)
                 qb = q.view(1, Hq, d)
-                s = index_scores.summary_block_scores(qb, self.kmin[i], self.kmax[i], self.table, self.seq, **cfg["summary"])
-                sel = topk.topk_blocks(s, self.seq, TOPK, **cfg["topk"])
-                o = sparse_decode.sparse_decode(qb, self.kc[i], self.vc[i], self.table, self.seq, sel, **cfg["decode"])
+                if self.mode == "msa_fused":
+                    o, _ = fused_decode.summary_sparse_decode(qb, self.kmin[i], self.kmax[i], self.kc[i], self.vc[i], self.table, self.seq,
+                                                              TOPK, topk_cfg=cfg["fused_topk"], decode_cfg=cfg["fused_decode"])
+                else:
+                    s = index_scores.summary_block_scores(qb, self.kmin[i], self.kmax[i], self.table, self.seq, **cfg["summary"])
+                    sel = topk.topk_blocks(s, self.seq, TOPK, **cfg["topk"])
+                    o = sparse_decode.sparse_decode(qb, self.kc[i], self.vc[i], self.table, self.seq, sel, **cfg["decode"])
             x = x + F.linear(o.reshape(1, Hq * d), L["o"])
             h = F.rms_norm(x, (x.shape[-1],), L["n2"])
             gate, up = F.linear(h, L["gate_up"]).chunk(2, -1)
@@ -281,7 +344,12 @@ def main(argv=None):
     for N in args.model_sizes.split(","):
         N = int(N)
         dense, msa = model_step_ms(N, "dense", cfg), model_step_ms(N, "msa", cfg)
-        step.append({"N": N, "dense_ms": dense, "msa_ms": msa, "speedup": dense / msa})
+        try:
+            fused = model_step_ms(N, "msa_fused", cfg)
+        except Exception as exc:  # recorded, never hidden
+            fused = float("nan")
+            print(f"  fused model step at N={N} failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+        step.append({"N": N, "dense_ms": dense, "msa_ms": msa, "speedup": dense / msa, "msa_fused_ms": fused, "speedup_fused": dense / fused})
         print(f"  step {step[-1]}", file=sys.stderr)
     hdr = f"{'Hq':>3} {'N':>8} | {'dense':>7} {'floor':>6} | {'minmax':>7} {'floor':>6} {'x':>5} | {'mean':>7} {'floor':>6} {'x':>5} | {'index':>7} {'floor':>6} {'x':>5} | stages index: score/topk/attn (us)"
     print(f"\nper-layer decode on {card} (ms; x = dense / ours)\n{hdr}")
@@ -292,9 +360,21 @@ def main(argv=None):
         line += f" | {r['index_score_ms'] * 1e3:.1f}/{r['index_topk_ms'] * 1e3:.1f}/{r['index_attn_ms'] * 1e3:.1f}"
         line += f"  minmax {r['minmax_score_ms'] * 1e3:.1f}/{r['minmax_topk_ms'] * 1e3:.1f}/{r['minmax_attn_ms'] * 1e3:.1f}"
         print(line)
+    print(f"\nmin/max summaries, five launches vs two (fused) vs two with fp8 K/V (us; /floor = time over its floor)")
+    print(f"{'Hq':>3} {'N':>8} | {'5-launch':>8} {'/floor':>6} | {'fused':>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12} | {'fp8':>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12}")
+    for r in rows:
+        line = f"{r['Hq']:>3} {r['N']:>8} | {r['minmax_ms'] * 1e3:8.1f} {r['minmax_ms'] / r['minmax_floor_ms']:6.2f}"
+        for v in ("fused", "fp8"):
+            if f"{v}_ms" in r:
+                line += (f" | {r[v + '_ms'] * 1e3:7.1f} {r[v + '_ms'] / r[v + '_floor_ms']:6.2f} {r['dense_ms'] / r[v + '_ms']:7.1f}"
+                         f" {r[v + '_select_ms'] * 1e3:5.1f}/{r[v + '_attn_ms'] * 1e3:5.1f}")
+            else:
+                line += f" | failed: {r.get(v + '_error', '?')[:40]}"
+        print(line)
     print("\nwhole decode step, 1.5B shape, CUDA graph (ms)")
     for s in step:
-        print(f"  N={s['N']:>8}: dense {s['dense_ms']:.3f}  msa(minmax) {s['msa_ms']:.3f}  x{s['speedup']:.2f}")
+        print(f"  N={s['N']:>8}: dense {s['dense_ms']:.3f}  msa(minmax) {s['msa_ms']:.3f}  x{s['speedup']:.2f}"
+              f"  msa(fused) {s['msa_fused_ms']:.3f}  x{s['speedup_fused']:.2f}")
     result = {"bench": "msa_decode", "card": card, "torch": torch.__version__, "copy_tb_s": bw / 1e12, "config": cfg,
               "per_layer": rows, "model_step": step, "tune": tune_log, "seconds": time.time() - t0}
     line = json.dumps(result)

@@ -25,6 +25,7 @@ PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 LOG2E = 1.4426950408889634
 _counters: dict[tuple, torch.Tensor] = {}
+_outgrown: list[torch.Tensor] = []  # smaller counter buffers stay alive: a captured graph may still point at one
 
 
 def counters(device: torch.device, n: int, kind: str) -> torch.Tensor:
@@ -34,6 +35,8 @@ def counters(device: torch.device, n: int, kind: str) -> torch.Tensor:
     if buf is None or buf.numel() < n:
         if torch.cuda.is_available() and torch.device(device).type == "cuda" and torch.cuda.is_current_stream_capturing():
             raise RuntimeError("fused decode kernels need one call before CUDA-graph capture (to make their counters)")
+        if buf is not None:
+            _outgrown.append(buf)
         buf = torch.zeros(max(n, 256), dtype=torch.int32, device=device)
         _counters[key] = buf
     return buf
@@ -96,14 +99,15 @@ def _summary_topk_kernel(
         kslot = tl.arange(0, K_PAD)
         kmask = kslot < K
         used = sel >= 0
-        phys = tl.load(bt_ptr + row * s_btb + tl.maximum(sel, 0), mask=kmask & used, other=0)
-        count = tl.minimum(seq - sel * PAGE_C, PAGE_C)
+        # (names new to this branch: a branch may not retype a variable defined before it)
+        sel_pages = tl.load(bt_ptr + row * s_btb + tl.maximum(sel, 0), mask=kmask & used, other=0)
+        sel_counts = tl.minimum(seq - sel * PAGE_C, PAGE_C)
         if HAS_PLEN:
-            count = tl.minimum(count, tl.load(plen_ptr + phys, mask=kmask & used, other=0))
-        count = tl.where(used, tl.maximum(count, 0), 0)
+            sel_counts = tl.minimum(sel_counts, tl.load(plen_ptr + sel_pages, mask=kmask & used, other=0))
+        sel_counts = tl.where(used, tl.maximum(sel_counts, 0), 0)
         tl.store(sel_ptr + row * s_rb + h * s_rh + kslot, sel, mask=kmask)
-        tl.store(phys_ptr + row * s_rb + h * s_rh + kslot, phys, mask=kmask)
-        tl.store(vis_ptr + row * s_rb + h * s_rh + kslot, count, mask=kmask)
+        tl.store(phys_ptr + row * s_rb + h * s_rh + kslot, sel_pages, mask=kmask)
+        tl.store(vis_ptr + row * s_rb + h * s_rh + kslot, sel_counts, mask=kmask)
         tl.atomic_xchg(cnt_ptr + pid, 0)
 
 
@@ -155,7 +159,7 @@ def _attn_merge_kernel(
     s_pb, s_ph, s_ps, s_lb, s_lh, s_ls, s_ob, s_oh, s_fb, s_fh,
     G: tl.constexpr, G_PAD: tl.constexpr, MG: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     SUB: tl.constexpr, UNITS: tl.constexpr, NS_PAD: tl.constexpr, SC: tl.constexpr,
-    RESOLVED: tl.constexpr, HAS_PLEN: tl.constexpr, SCALED: tl.constexpr, IEEE: tl.constexpr,
+    RESOLVED: tl.constexpr, HAS_PLEN: tl.constexpr, SCALED: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
 ):
     """Program (row*HKV + group, split): UNITS page parts of BLOCK_N tokens; the last split to finish merges."""
     pid = tl.program_id(0)
@@ -217,7 +221,7 @@ def _attn_merge_kernel(
     out = acc / tl.where(has, l_i, 1.0)[:, None]
     lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
     gmask = gg < G
-    if NS == 1:
+    if DIRECT:  # one split: no partials, no merge
         tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None])
         tl.store(lse_ptr + row * s_fb + qh * s_fh, lse2 * 0.6931471805599453, mask=gmask)
     else:
@@ -240,20 +244,20 @@ def _attn_merge_kernel(
                 ok = (mg[:, None] < G) & (sc[None, :] < NS)
                 w = tl.exp2(tl.load(plse_ptr + row * s_lb + mh[:, None] * s_lh + sc[None, :] * s_ls, mask=ok,
                                     other=float("-inf"), cache_modifier=".cg") - m[:, None])
-                part = tl.load(po_ptr + row * s_pb + mh[:, None, None] * s_ph + sc[None, :, None] * s_ps + dd[None, None, :],
+                piece = tl.load(po_ptr + row * s_pb + mh[:, None, None] * s_ph + sc[None, :, None] * s_ps + dd[None, None, :],
                                mask=ok[:, :, None], other=0.0, cache_modifier=".cg")
-                tot += tl.sum(part * w[:, :, None], axis=1)
-            has = den > 0
-            fin = tot / tl.where(has, den, 1.0)[:, None]
+                tot += tl.sum(piece * w[:, :, None], axis=1)
+            nonzero = den > 0
+            fin = tot / tl.where(nonzero, den, 1.0)[:, None]
             tl.store(o_ptr + row * s_ob + mh[:, None] * s_oh + dd[None, :], fin.to(o_ptr.dtype.element_ty), mask=(mg < G)[:, None])
             tl.store(lse_ptr + row * s_fb + mh * s_fh,
-                     tl.where(has, (m + tl.log2(tl.where(has, den, 1.0))) * 0.6931471805599453, float("-inf")), mask=mg < G)
+                     tl.where(nonzero, (m + tl.log2(tl.where(nonzero, den, 1.0))) * 0.6931471805599453, float("-inf")), mask=mg < G)
             tl.atomic_xchg(cnt_ptr + pid, 0)
 
 
 def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None,
                          return_lse=False, k_scale=None, v_scale=None, pages=None, counts=None,
-                         block_n=64, units_per_split=1, merge_splits=4, num_warps=4, num_stages=2):
+                         block_n=64, units_per_split=1, merge_splits=4, num_warps=8, num_stages=1):
     """`reference.sparse_decode` in one launch (splits merged in-kernel by the last one to finish).
 
     k_cache/v_cache bf16, fp16, fp32 or float8_e4m3fn; fp8 needs k_scale and v_scale fp32 [num_pages, Hkv] (value =
@@ -303,10 +307,10 @@ def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *
         ks.stride(0) if scaled else 0, ks.stride(1) if scaled else 0, block_table.stride(0), selected.stride(0), selected.stride(1),
         po.stride(0), po.stride(1), po.stride(2) if splits > 1 else 0, plse.stride(0), plse.stride(1), plse.stride(2) if splits > 1 else 0,
         out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
-        G=G, G_PAD=max(16, triton.next_power_of_2(G)), MG=triton.next_power_of_2(G), D=D, BLOCK_N=block_n,
+        G=G, G_PAD=max(16, triton.next_power_of_2(G)), MG=max(2, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n,
         SUB=PAGE // block_n, UNITS=units_per_split, NS_PAD=max(2, triton.next_power_of_2(splits)),
-        SC=min(merge_splits, triton.next_power_of_2(splits)), RESOLVED=resolved, HAS_PLEN=page_lens is not None,
-        SCALED=scaled, IEEE=k_cache.dtype == torch.float32, num_warps=num_warps, num_stages=num_stages,
+        SC=max(2, min(merge_splits, triton.next_power_of_2(splits))), RESOLVED=resolved, HAS_PLEN=page_lens is not None,
+        SCALED=scaled, IEEE=k_cache.dtype == torch.float32, DIRECT=splits == 1, num_warps=num_warps, num_stages=num_stages,
     )
     return (out, lse) if return_lse else out
 
