@@ -360,7 +360,7 @@ def main(argv=None):
         line += f" | {r['index_score_ms'] * 1e3:.1f}/{r['index_topk_ms'] * 1e3:.1f}/{r['index_attn_ms'] * 1e3:.1f}"
         line += f"  minmax {r['minmax_score_ms'] * 1e3:.1f}/{r['minmax_topk_ms'] * 1e3:.1f}/{r['minmax_attn_ms'] * 1e3:.1f}"
         print(line)
-    print(f"\nmin/max summaries, five launches vs two (fused) vs two with fp8 K/V (us; /floor = time over its floor)")
+    print("\nmin/max summaries, five launches vs two (fused) vs two with fp8 K/V (us; /floor = time over its floor)")
     print(f"{'Hq':>3} {'N':>8} | {'5-launch':>8} {'/floor':>6} | {'fused':>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12} | {'fp8':>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12}")
     for r in rows:
         line = f"{r['Hq']:>3} {r['N']:>8} | {r['minmax_ms'] * 1e3:8.1f} {r['minmax_ms'] / r['minmax_floor_ms']:6.2f}"

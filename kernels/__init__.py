@@ -5,6 +5,8 @@
   index_scores.py  block scores: M3 per-token index keys (max per page) and page summaries (Quest bound, mean)
   topk.py          top-k blocks per GQA group, local block last, ties to the lower id
   sparse_decode.py block-sparse flash-decoding over paged K/V (+ dense decode and chunked prefill)
+  fused_decode.py  the two-launch decode path: summary scores + top-k, attention + split merge; fp8 K/V pages
+  fp8_kv.py        float8_e4m3fn K/V pages with a scale per (page, KV head): quantise on write
   summaries.py     per-page key min/max/mean, written when pages fill
 
 Imports only torch and triton.

@@ -101,6 +101,9 @@ def test_merged_decode_matches_reference(G, Hkv, d, dtype):
         assert _rel(got, want) < (1e-5 if dtype == torch.float32 else 2e-3)
         torch.testing.assert_close(lse, want_lse, atol=1e-3, rtol=1e-3)
         assert (got[5] == 0).all() and torch.isinf(lse[5]).all()
+    plen = torch.randint(0, PAGE + 1, (kc.shape[0],), generator=g).to(torch.int32).to(DEV)  # partial and empty pages
+    got = fused_decode.sparse_decode_merged(q, kc, vc, table, seq, sel, page_lens=plen, units_per_split=2)
+    assert _rel(got, reference.sparse_decode(q, kc, vc, table, seq, sel, page_lens=plen)) < (1e-5 if dtype == torch.float32 else 2e-3)
     assert not fused_decode.counters(torch.device(DEV), 1, "attn").any()
 
 
