@@ -194,6 +194,9 @@ class LayerBench:
             got = attend(0, picks[0])
             rel = ((got.float() - want.float()).norm() / want.float().norm()).item()
             assert rel < 1e-2, f"{variant}: attention error {rel}"
+            both, both_sel = fused_decode.summary_sparse_decode(qs[0], self.kmin[c[0]], self.kmax[c[0]], kc, vc, tables[0], seq, TOPK, **sc,
+                                                                topk_cfg=cfg["fused_topk"], decode_cfg=cfg["fused_decode"])
+            assert torch.equal(both_sel, sel) and torch.equal(both, got), f"{variant}: the two-launch step differs from its parts"
 
 
 def tune(lb, bw):
@@ -238,6 +241,14 @@ def tune(lb, bw):
     best("fused_decode", lambda i, o: fused_decode.sparse_decode_merged(q, lb.k, lb.v, tables[0], seq, pick[1], pages=pick[2], counts=pick[3], **o),
          [{"block_n": b, "units_per_split": u, "num_warps": w, "num_stages": s}
           for b, u in ((64, 1), (64, 2), (128, 1)) for w in (4, 8) for s in (1, 2)])
+    # programmatic dependent launch between the two launches: timed on the pair, as the layer runs them
+    best("fused_pdl", lambda i, o: fused_decode.summary_sparse_decode(
+        q, lb.kmin[i], lb.kmax[i], lb.k, lb.v, tables[i], seq, TOPK,
+        topk_cfg={**out["fused_topk"], "trigger": o["pdl"]}, decode_cfg={**out["fused_decode"], "pdl": o["pdl"]}),
+        [{"pdl": False}, {"pdl": True}])
+    pdl = out.pop("fused_pdl").get("pdl", False)
+    out["fused_topk"] = {**out["fused_topk"], "trigger": pdl}
+    out["fused_decode"] = {**out["fused_decode"], "pdl": pdl}
     return out, log
 
 

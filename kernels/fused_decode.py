@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from kernels.topk import _layout, _pack
 
@@ -49,7 +50,7 @@ def _summary_topk_kernel(
     s_qb, s_qh, s_sp, s_sh, s_btb, s_ob, s_oh, s_cb, s_ch, s_rb, s_rh,
     G: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr, SUBS: tl.constexpr, MINMAX: tl.constexpr,
     HAS_PLEN: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
-    K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr,
+    K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr, TRIGGER: tl.constexpr,
 ):
     """Program (row*HKV + group, chunk of BLOCK_P*SUBS pages)."""
     pid = tl.program_id(0)
@@ -89,6 +90,8 @@ def _summary_topk_kernel(
     cand_ok = (blk >= SINK) & (blk < L - LOCAL + 1) & (blk < NB)
     s = tl.load(score_ptr + row * s_ob + h * s_oh + blk, mask=cand_ok, other=float("-inf"))
     tl.store(cand_ptr + row * s_cb + h * s_ch + c * NP_PAD + tl.arange(0, NP_PAD), tl.topk(_pack(s, blk), NP_PAD))
+    if TRIGGER:  # a dependent launched with programmatic dependent launch may start (it waits for our end)
+        gdc_launch_dependents()
     tl.debug_barrier()  # every thread's candidates are written before the release below
     arrived = tl.atomic_add(cnt_ptr + pid, 1, sem="acq_rel", scope="gpu")
     if arrived == NCH - 1:
@@ -112,12 +115,13 @@ def _summary_topk_kernel(
 
 
 def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode="minmax", page_lens=None,
-                 local_blocks=1, sink_blocks=0, block_pages=32, subs=4, num_warps=4):
+                 local_blocks=1, sink_blocks=0, block_pages=32, subs=4, num_warps=4, trigger=False):
     """Summary scores and top-k blocks in one launch.
 
     Same inputs as `reference.summary_block_scores` plus k / local_blocks / sink_blocks of `reference.topk_blocks`.
     Returns (scores fp32 [B, Hkv, max_blocks], selected int32 [B, Hkv, k], pages int32 [B, Hkv, k] physical page of
     each selected block (0 where unused), counts int32 [B, Hkv, k] its visible tokens (0 where unused)).
+    trigger=True lets a following `sparse_decode_merged(pdl=True)` start early (CUDA only, sm_90+).
     """
     assert mode in ("minmax", "mean"), mode
     B, Hq, D = q.shape
@@ -145,7 +149,7 @@ def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode
         cand.stride(0), cand.stride(1), sel.stride(0), sel.stride(1),
         G=Hq // Hkv, D=D, BLOCK_P=block_pages, SUBS=subs, MINMAX=mode == "minmax", HAS_PLEN=page_lens is not None,
         NP=n_pick, NP_PAD=np_pad, NC_PAD=triton.next_power_of_2(n_chunks), K=k, K_PAD=triton.next_power_of_2(k),
-        LOCAL=local_blocks, SINK=sink_blocks, num_warps=num_warps,
+        LOCAL=local_blocks, SINK=sink_blocks, TRIGGER=trigger, num_warps=num_warps,
     )
     return scores, sel, pages, counts
 
@@ -160,6 +164,7 @@ def _attn_merge_kernel(
     G: tl.constexpr, G_PAD: tl.constexpr, MG: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     SUB: tl.constexpr, UNITS: tl.constexpr, NS_PAD: tl.constexpr, SC: tl.constexpr,
     RESOLVED: tl.constexpr, HAS_PLEN: tl.constexpr, SCALED: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     """Program (row*HKV + group, split): UNITS page parts of BLOCK_N tokens; the last split to finish merges."""
     pid = tl.program_id(0)
@@ -173,6 +178,8 @@ def _attn_merge_kernel(
     q = tl.load(q_ptr + row * s_qb + qh[:, None] * s_qh + dd[None, :], mask=gg[:, None] < G, other=0.0)
     if not SCALED:
         q = q.to(k_ptr.dtype.element_ty)  # bf16/fp16/fp32 pages: the dot runs in the cache's dtype
+    if PDL:  # launched early: everything below (reads of the selection, every write) waits for the previous launch
+        gdc_wait()
     seq = tl.load(seq_ptr + row)
     m_i = tl.full([G_PAD], -1.0e30, tl.float32)
     l_i = tl.zeros([G_PAD], tl.float32)
@@ -257,12 +264,13 @@ def _attn_merge_kernel(
 
 def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None,
                          return_lse=False, k_scale=None, v_scale=None, pages=None, counts=None,
-                         block_n=64, units_per_split=1, merge_splits=4, num_warps=8, num_stages=1):
+                         block_n=64, units_per_split=1, merge_splits=4, num_warps=8, num_stages=1, pdl=False):
     """`reference.sparse_decode` in one launch (splits merged in-kernel by the last one to finish).
 
     k_cache/v_cache bf16, fp16, fp32 or float8_e4m3fn; fp8 needs k_scale and v_scale fp32 [num_pages, Hkv] (value =
     stored * scale) and q in bf16/fp16. pages/counts from `summary_topk` skip the block-table and length look-ups
-    (selected then only documents the choice). Returns out [B, Hq, d] in q's dtype (and fp32 lse [B, Hq]).
+    (selected then only documents the choice). pdl=True launches it with programmatic dependent launch (CUDA,
+    sm_90+): it loads q while the previous launch finishes. Returns out [B, Hq, d] in q's dtype (and fp32 lse [B, Hq]).
     """
     B, Hq, D = q.shape
     Hkv = k_cache.shape[1]
@@ -310,7 +318,8 @@ def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *
         G=G, G_PAD=max(16, triton.next_power_of_2(G)), MG=max(2, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n,
         SUB=PAGE // block_n, UNITS=units_per_split, NS_PAD=max(2, triton.next_power_of_2(splits)),
         SC=max(2, min(merge_splits, triton.next_power_of_2(splits))), RESOLVED=resolved, HAS_PLEN=page_lens is not None,
-        SCALED=scaled, IEEE=k_cache.dtype == torch.float32, DIRECT=splits == 1, num_warps=num_warps, num_stages=num_stages,
+        SCALED=scaled, IEEE=k_cache.dtype == torch.float32, DIRECT=splits == 1, PDL=pdl, num_warps=num_warps, num_stages=num_stages,
+        **({"launch_pdl": True} if pdl else {}),
     )
     return (out, lse) if return_lse else out
 

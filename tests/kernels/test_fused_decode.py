@@ -243,3 +243,24 @@ def test_gpu_summary_topk_at_one_million_tokens(n_tokens):
         want = reference.summary_block_scores(q, kmin, kmax, table, seq)
         torch.testing.assert_close(s[torch.isfinite(want)], want[torch.isfinite(want)], atol=1e-2, rtol=1e-4)
         _check_selection(sel, pages, counts, s, table, seq, 16)
+
+
+@pytest.mark.gpu
+def test_gpu_programmatic_dependent_launch_gives_the_same_step():
+    g = torch.Generator().manual_seed(42)
+    kc, vc, table, seq = _cache(g, [129, 70_001], 4, 128, torch.bfloat16)
+    kmin, kmax, _ = _summaries(kc)
+    q = torch.randn(2, 28, 128, generator=g).bfloat16().cuda()
+    plain = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16)
+    early = lambda: fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16,  # noqa: E731
+                                                       topk_cfg={"trigger": True}, decode_cfg={"pdl": True})
+    got = early()
+    assert torch.equal(got[0], plain[0]) and torch.equal(got[1], plain[1])
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        gout, gsel = early()
+    for _ in range(3):
+        q.copy_(torch.randn(q.shape, generator=g).bfloat16().cuda())
+        graph.replay()
+        want, want_sel = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16)
+        assert torch.equal(gsel, want_sel) and torch.equal(gout, want)
