@@ -5,10 +5,11 @@ prefix first, then the files in sync order), so every rank reads its own blocks 
 Per layer:
 - dense (dense mode, or a dense layer of the model): each rank attends to all its own tokens;
 - sparse (MSA): each rank scores its own blocks and keeps its local top-(k-1) candidates (ties to the lower id);
-  ranks all-gather the candidates' (score, global id); every rank picks the same global top-(k-1) from them,
-  ordered by score, then lower global id (the one-rank rule), and attends to the picked blocks it owns.
+  ranks all-gather the candidates' (score, global id) in one collective; every rank picks the same global
+  top-(k-1) from them, ordered by score, then lower global id (the one-rank rule), and attends to the picked blocks it owns.
 The partial (out, lse) of every rank is all-gathered and merged by log-sum-exp in rank order on every rank, so all
 ranks continue with bit-identical hidden states. The live tail's own attention is added to rank 0's part only.
+These steps are module functions, shared with the fixed-shape decode step (inference/cp_decode_graph.py).
 Non-job: who owns which segment (inference/cp_engine.py), the collectives themselves (inference/distributed.py).
 """
 
@@ -109,48 +110,26 @@ class ShardedRepoAttention:
     def _select(self, layer, q, index_q) -> torch.Tensor:
         T, Hkv, k1 = q.shape[0], self.pool.cfg.num_kv_heads, self.top_k - 1
         view, gids = self.shard.view, self.shard.global_ids
-        cand_s = torch.full((T, Hkv, k1), NEG_INF, device=q.device)
-        cand_id = torch.full((T, Hkv, k1), -1, dtype=torch.int64, device=q.device)
         if view.n_blocks:
-            scores = self._scores(layer, q, index_q).float()
-            best = torch.sort(scores, dim=-1, descending=True, stable=True)  # local order = global order
-            m = min(k1, view.n_blocks)
-            cand_s[..., :m] = best.values[..., :m]
-            cand_id[..., :m] = gids[best.indices[..., :m]]
-        all_s = self._gather(cand_s)  # [R, T, Hkv, k1]
-        all_id = self._gather(cand_id)
-        all_s = all_s.permute(1, 2, 0, 3).reshape(T, Hkv, -1)
-        all_id = all_id.permute(1, 2, 0, 3).reshape(T, Hkv, -1)
-        by_id = torch.sort(torch.where(all_id < 0, torch.iinfo(torch.int64).max, all_id), dim=-1, stable=True).indices
-        all_s, all_id = all_s.gather(-1, by_id), all_id.gather(-1, by_id)
-        order = torch.sort(all_s, dim=-1, descending=True, stable=True).indices[..., :k1]  # score, then lower id
-        pick_s, pick_id = all_s.gather(-1, order), all_id.gather(-1, order)
-        pick_id = pick_id.masked_fill(pick_s == NEG_INF, -1)
-        self._count_tensor(T, (pick_id >= 0).sum())
-        if not view.n_blocks:
-            return pick_id
-        where = torch.searchsorted(gids, pick_id.clamp_min(0)).clamp_max(view.n_blocks - 1)
-        mine = (pick_id >= 0) & (gids[where] == pick_id)
-        return torch.where(mine, where, torch.full_like(where, -1))
+            scores = self._scores(layer, q, index_q)
+        else:
+            scores = torch.full((T, Hkv, 0), NEG_INF, device=q.device)
+        picks = pick_global(self._gather(local_candidates(scores, gids, k1)), k1)
+        self._count_tensor(T, (picks >= 0).sum())
+        return local_selection(picks, gids) if view.n_blocks else picks
 
     def _attend_selected(self, layer, q, selected) -> tuple[torch.Tensor, torch.Tensor]:
         pool, view = self.pool, self.shard.view
         if q.is_cuda if self.use_kernels is None else self.use_kernels:
             positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
             rows, seq_lens = ref.prefill_rows(view.block_table, positions)
-            sel = torch.sort(selected, dim=-1, descending=True).values.to(torch.int32)  # valid entries first
-            out, lse = _ops.sparse_decode(q, pool.k[layer], pool.v[layer], rows, seq_lens, sel,
-                                          page_lens=pool.page_lens, return_lse=True)
-            return out.float(), lse
+            return attend_selected_pages(q, pool, layer, rows, seq_lens, selected)
         return attend_blocks(q, pool, layer, view, selected)
 
     # ---- across ranks ----------------------------------------------------------------------------------
     def combine(self, part: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Merge every rank's (out, lse) -> out fp32 [T, Hq, d], identical on every rank."""
-        out, lse = part
-        packed = torch.cat([out.float(), lse.float()[..., None]], dim=-1)  # one collective for both
-        gathered = self._gather(packed)
-        return ref.merge_partials(gathered[..., :-1], gathered[..., -1])[0]
+        return merge_ranks(self._gather(pack_partial(*part)))
 
     def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
         if not self.timer.enabled:
@@ -172,6 +151,63 @@ class ShardedRepoAttention:
     def _count_tensor(self, T: int, blocks) -> None:
         self.stats.blocks = self.stats.blocks + blocks  # stays on the device: no sync per layer
         self.stats.groups += T * self.pool.cfg.num_kv_heads
+
+
+# ---- the steps shared by this general forward and the fixed-shape decode step (inference/cp_decode_graph.py) ----
+def local_candidates(scores: torch.Tensor, gids: torch.Tensor, k1: int) -> torch.Tensor:
+    """This rank's best k1 blocks per (query, group), packed for one all-gather: float64 [T, Hkv, k1, 2] holding
+    (score, global id), (-inf, -1) where there are fewer. scores fp32 [T, Hkv, W] in local order (= ascending
+    global order, so a stable sort breaks ties to the lower id), -inf for blocks never to pick; gids int64 [W]
+    (entries at -inf scores, e.g. padding, are never read)."""
+    T, Hkv, W = scores.shape
+    best = torch.sort(scores.float(), dim=-1, descending=True, stable=True)
+    m = min(k1, W)
+    s = best.values[..., :m].double()
+    ids = torch.where(torch.isneginf(s), -1.0, gids[best.indices[..., :m]].double())
+    packed = torch.stack([s, ids], dim=-1)
+    if m < k1:
+        pad = torch.tensor([NEG_INF, -1.0], dtype=torch.float64, device=scores.device).expand(T, Hkv, k1 - m, 2)
+        packed = torch.cat([packed, pad], dim=2)
+    return packed
+
+
+def pick_global(gathered: torch.Tensor, k1: int) -> torch.Tensor:
+    """Every rank's candidates [R, T, Hkv, k1, 2] -> the global picks int64 [T, Hkv, k1] (global ids, -1 = none):
+    the k1 best by score, ties to the lower id (the one-rank rule); the same on every rank."""
+    T, Hkv = gathered.shape[1:3]
+    all_s = gathered[..., 0].permute(1, 2, 0, 3).reshape(T, Hkv, -1)
+    all_id = gathered[..., 1].permute(1, 2, 0, 3).reshape(T, Hkv, -1).long()
+    by_id = torch.sort(torch.where(all_id < 0, torch.iinfo(torch.int64).max, all_id), dim=-1, stable=True).indices
+    all_s, all_id = all_s.gather(-1, by_id), all_id.gather(-1, by_id)
+    order = torch.sort(all_s, dim=-1, descending=True, stable=True).indices[..., :k1]  # score, then lower id
+    return all_id.gather(-1, order).masked_fill(torch.isneginf(all_s.gather(-1, order)), -1)
+
+
+def local_selection(picks: torch.Tensor, gids: torch.Tensor) -> torch.Tensor:
+    """Global picks -> this rank's local block ids [T, Hkv, k1] (-1 = picked block held by another rank). gids
+    int64 [W] ascending (padding: int64 max)."""
+    where = torch.searchsorted(gids, picks.clamp_min(0)).clamp_max(gids.numel() - 1)
+    mine = (picks >= 0) & (gids[where] == picks)
+    return torch.where(mine, where, torch.full_like(where, -1))
+
+
+def attend_selected_pages(q, pool: PagePool, layer: int, rows, seq_lens, selected) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out fp32, lse) of q [T, Hq, d] over the local blocks `selected` [T, Hkv, k1] (-1 = none) through
+    kernels.ops, reading the pages in place; rows [T, W] block table, seq_lens [T] = local blocks * PAGE + 1."""
+    sel = torch.sort(selected, dim=-1, descending=True).values.to(torch.int32)  # valid entries first
+    out, lse = _ops.sparse_decode(q, pool.k[layer], pool.v[layer], rows, seq_lens, sel, page_lens=pool.page_lens,
+                                  return_lse=True)
+    return out.float(), lse
+
+
+def pack_partial(out: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """(out [T, Hq, d], lse [T, Hq]) -> fp32 [T, Hq, d + 1]: one all-gather carries both."""
+    return torch.cat([out.float(), lse.float()[..., None]], dim=-1)
+
+
+def merge_ranks(gathered: torch.Tensor) -> torch.Tensor:
+    """Every rank's packed partial [R, T, Hq, d + 1] -> out fp32 [T, Hq, d], merged in rank order."""
+    return ref.merge_partials(gathered[..., :-1], gathered[..., -1])[0]
 
 
 def _empty(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,9 @@ run the same forward; inference/cp_attention.py makes each layer's repository at
 
 The live tail is attended once, on rank 0 (only rank 0 stores its KV): its causal self-attention is merged into
 rank 0's partial before the cross-rank merge, so no rank repeats it and the merge sees it exactly once. Followers
-skip the lm_head; rank 0 samples and sends the next token with the next step.
+skip the lm_head; rank 0 samples and sends the next token with the next step. Generated tokens run through the
+general forward (decode "plain") or every rank's fixed-shape step, captured in a CUDA graph on GPUs (decode "graph",
+the default there; "static" uncaptured), see inference/cp_decode_graph.py; stats()["decode"] says which ran.
 
 Only the "parallel" layout is spread (its segments depend on the shared prefix alone, which every rank caches);
 "offsets" and "sequential" would need other ranks' segments as context and are refused.
@@ -34,6 +36,7 @@ import torch
 from inference import distributed
 from inference.attention import attend_dense
 from inference.cp_attention import CommTimer, ShardedRepoAttention, ShardView
+from inference.cp_decode_graph import ContextParallelDecoder
 from inference.attention import RepoView
 from inference.distributed import Comm, DistributedFailure
 from inference.engine import Engine
@@ -55,6 +58,7 @@ class Shard:
         self.total_blocks = 0
         self._views: dict[tuple, ShardView] = {}
         self.timer = CommTimer()
+        self.decoder: ContextParallelDecoder | None = None
 
     # ---- sync -------------------------------------------------------------------------------------------
     def apply_sync(self, plan: dict) -> dict:
@@ -139,6 +143,17 @@ class Shard:
         with torch.inference_mode():
             return self.engine.model(torch.tensor(ids, device=dev), positions, attend, logits=logits)
 
+    def begin_decoder(self, request: dict, tail) -> ContextParallelDecoder:
+        """Points this rank's fixed-shape decode step at a request (`tail`: rank 0's live tail, else None)."""
+        graph = request["decode"] == "graph"
+        if self.decoder is None:
+            self.decoder = ContextParallelDecoder(self.engine.model, self.engine.pool, self.comm, capture=graph)
+        self.decoder.capture = graph and self.decoder.fallback is None  # a failed capture is not retried
+        self.decoder.begin(tail, self.view(request["live_path"]), sparse=request["attention"] == "sparse",
+                           top_k=request["top_k"], summary_mode=request["summary_mode"],
+                           collectives=request["collectives"])
+        return self.decoder
+
     def local_stats(self) -> dict:
         e = self.engine
         return dict(rank=self.comm.rank, device=str(e.device), segments=len(e.repo.parts),
@@ -160,6 +175,7 @@ class ContextParallelEngine(Engine):
         self.failure: str | None = None
         self._closing = False
         self.on_failure = None  # called (from the watchdog thread) with the reason when a follower dies
+        self.collectives = "nccl"  # "local": benchmark-only decode steps without collectives (wrong results)
         try:
             self.shard = Shard(self, self.comm)
             empty = [[] for _ in range(self.comm.world)]
@@ -237,7 +253,15 @@ class ContextParallelEngine(Engine):
         return _GlobalView(attn, attn_view), key
 
     def _begin_decoder(self, repo_attn):
-        return None  # every step goes through _run_tail: the followers must run it too
+        """decode "plain": None, every step goes through _run_tail (the general forward on every rank); "static" /
+        "graph": every rank's fixed-shape step (inference/cp_decode_graph.py), driven by one command per token."""
+        if self.decode == "plain":
+            return None
+        attn = repo_attn.inner
+        request = dict(live_path=attn.live_path, attention=self.attention, top_k=self.top_k,
+                       summary_mode=self.summary_mode, decode=self.decode, collectives=self.collectives)
+        decoder = self._command("decode", request, lambda: self.shard.begin_decoder(request, self._tail))
+        return _RankSteps(self, decoder)
 
     def _run_tail(self, new_ids, start, repo_attn, logits):
         attn = repo_attn.inner
@@ -262,11 +286,20 @@ class ContextParallelEngine(Engine):
                    tokens=sum(r["tokens"] for r in ranks) + self.repo.prefix_len, ranks=ranks,
                    devices={f"rank{r['rank']}:{r['device']}": dict(pages=r["pages"], bytes=r["bytes"],
                                                                    capacity_pages=r["capacity_pages"]) for r in ranks})
+        out["decode"] = self.decode_state()
         return out
+
+    def decode_state(self) -> dict:
+        """How decode steps run: mode as asked, path taken ("plain", "static" or "graph") and why a graph was
+        given up (None unless a capture failed)."""
+        decoder = self.shard.decoder
+        fallback = decoder.fallback if decoder is not None else None
+        path = "static" if self.decode == "graph" and fallback else self.decode
+        return dict(mode=self.decode, path=path, fallback=fallback)
 
     def info(self) -> dict:
         out = super().info()
-        out.update(world_size=self.comm.world, context_parallel=True)
+        out.update(world_size=self.comm.world, context_parallel=True, decode=self.decode_state())
         return out
 
     def owners(self) -> dict[str, int]:
@@ -302,6 +335,21 @@ class ContextParallelEngine(Engine):
         if self.failure:  # a collective may still hang on the dead rank (NCCL): no teardown, the process just ends
             return
         self.comm.close()
+
+
+class _RankSteps:
+    """Engine._complete's fixed-shape decoder on rank 0: each token is sent to every rank as a command."""
+
+    def __init__(self, engine: ContextParallelEngine, decoder: ContextParallelDecoder):
+        self.engine, self.decoder = engine, decoder
+
+    def step(self, token: int, slot: int, position: int) -> torch.Tensor:
+        recapture = self.decoder.plan(slot)
+        return self.engine._command("step", (token, slot, position, recapture),
+                                    lambda: self.decoder.step(token, slot, position, recapture=recapture))
+
+    def selection_counts(self):
+        return self.decoder.selection_counts()
 
 
 class _GlobalView:
@@ -385,6 +433,11 @@ def serve_commands(engine: Engine, comm: Comm) -> int:
         elif op == "forward":
             attn = shard.attention(payload["live_path"], payload["attention"], payload["top_k"], payload["summary_mode"])
             shard.forward(payload["ids"], payload["first"], attn)
+        elif op == "decode":
+            shard.begin_decoder(payload, None)
+        elif op == "step":
+            token, slot, position, recapture = payload
+            shard.decoder.step(token, slot, position, recapture=recapture)
         elif op == "stats":
             comm.gather_objects(shard.local_stats())
         else:

@@ -161,18 +161,17 @@ class GraphDecoder:
         return self.sparse and self.cfg.sparse_layers[layer]
 
     def _forward(self) -> torch.Tensor:
-        m, c, pool, tail = self.model, self.cfg, self.pool, self.tail
+        m, c = self.model, self.cfg
         Hq, Hkv, d = c.num_q_heads, c.num_kv_heads, c.head_dim
-        G, scale = Hq // Hkv, d**-0.5
         x = m.embed_tokens(self.token)  # (1, hidden)
         dtype = x.dtype
         cos, sin = rope.cos_sin(self.position, m.rope_freq, m.rope_factor, dtype)
-        if c.has_index_branch:
-            icos, isin = rope.cos_sin(self.position, m.index_rope_freq, 1.0, dtype)
-        slots = torch.arange(tail.capacity, device=x.device)
-        tail_bias = torch.zeros(tail.capacity, device=x.device).masked_fill(slots > self.slot, float("-inf"))
-        rows = self.table
-        picks = []
+        self._index_rope = rope.cos_sin(self.position, m.index_rope_freq, 1.0, dtype) if c.has_index_branch else None
+        self._picks = []
+        if self.tail is not None:  # slots after the new token masked
+            slots = torch.arange(self.tail.capacity, device=x.device)
+            self._tail_bias = torch.zeros(self.tail.capacity, device=x.device).masked_fill(slots > self.slot,
+                                                                                            float("-inf"))
         for i, layer in enumerate(m.layers):
             attn = layer.self_attn
             h = _rms(x, layer.input_layernorm)
@@ -183,38 +182,68 @@ class GraphDecoder:
             qk = rope.rotate(qk, cos, sin)
             q, k = qk[0, :Hq], qk[0, Hq:]
             v = qkv[0, (Hq + Hkv) * d :].view(Hkv, 1, d)
-            tail.k[i].index_copy_(1, self.slot, k.view(Hkv, 1, d))
-            tail.v[i].index_copy_(1, self.slot, v)
-            # the tail's own tokens, densely, slots after the new token masked
-            s = torch.baddbmm(tail_bias, q.float().view(Hkv, G, d), tail.k[i].float().transpose(1, 2), alpha=scale)
-            lse_own = torch.logsumexp(s, -1)  # (Hkv, G), finite: the new token sees itself
-            own = torch.bmm(torch.exp(s - lse_own[..., None]), tail.v[i].float()).view(1, Hq, d)
-            # the repository pages
-            qb = q.reshape(1, Hq, d)
-            if self._sparse_layer(i):
-                if attn.has_index and i in pool.index_slot:
-                    iq = _rms(attn.index_q_proj(h).view(1, Hkv, c.index_dim), attn.index_q_norm)
-                    iq = rope.rotate(iq, icos, isin)
-                    scores = ops.index_block_scores(iq[0][None].contiguous(), pool.index_k[pool.index_slot[i]], rows,
-                                                    self.seq_len, page_lens=pool.page_lens)
-                else:
-                    scores = ops.summary_block_scores(qb, pool.kmin[i], pool.kmax[i], rows, self.seq_len,
-                                                      kmean=pool.kmean[i], mode=self.summary_mode, page_lens=pool.page_lens)
-                sel = ops.topk_blocks(scores, self.seq_len, self.top_k)  # the local block is the empty page 0
-                picks.append(sel)
-                rep, lse_rep = ops.sparse_decode(qb, pool.k[i], pool.v[i], rows, self.seq_len, sel,
-                                                 page_lens=pool.page_lens, return_lse=True)
-            else:
-                rep, lse_rep = ops.dense_decode(qb, pool.k[i], pool.v[i], rows, self.seq_len, page_lens=pool.page_lens,
-                                                return_lse=True)
-            lse_own = lse_own.view(1, Hq)
-            lse = torch.logaddexp(lse_own, lse_rep)
-            out = own * torch.exp(lse_own - lse)[..., None] + rep.float() * torch.exp(lse_rep - lse)[..., None]
+            out = self._attention(i, attn, h, q, k, v)  # fp32 (1, Hq, d)
             x = x + F.linear(out.view(1, Hq * d).to(dtype), attn.o_proj.weight, attn.o_proj.bias)
             gate, up = F.linear(_rms(x, layer.post_attention_layernorm), layer.mlp.gate_up_weight,
                                 layer.mlp.gate_up_bias).chunk(2, -1)
             x = x + layer.mlp.down_proj(F.silu(gate) * up)
-        if picks:
-            sel = torch.stack(picks)
+        self._count_picks()
+        return self._logits(x)
+
+    # one layer's attention: the tail's own tokens and the repository pages, merged (context parallel overrides)
+    def _attention(self, i, attn, h, q, k, v) -> torch.Tensor:
+        own, lse_own = self._tail_part(i, q, k, v)
+        rep, lse_rep = self._repo_part(i, attn, h, q)
+        lse = torch.logaddexp(lse_own, lse_rep)
+        return own * torch.exp(lse_own - lse)[..., None] + rep.float() * torch.exp(lse_rep - lse)[..., None]
+
+    def _tail_part(self, i, q, k, v) -> tuple[torch.Tensor, torch.Tensor]:
+        """Writes the new token's k, v at its tail slot; (out fp32 (1, Hq, d), lse (1, Hq)) over the tail's own
+        tokens, slots after the new token masked."""
+        c, tail = self.cfg, self.tail
+        Hq, Hkv, d = c.num_q_heads, c.num_kv_heads, c.head_dim
+        tail.k[i].index_copy_(1, self.slot, k.view(Hkv, 1, d))
+        tail.v[i].index_copy_(1, self.slot, v)
+        s = torch.baddbmm(self._tail_bias, q.float().view(Hkv, Hq // Hkv, d), tail.k[i].float().transpose(1, 2),
+                          alpha=d**-0.5)
+        lse_own = torch.logsumexp(s, -1)  # (Hkv, G), finite: the new token sees itself
+        own = torch.bmm(torch.exp(s - lse_own[..., None]), tail.v[i].float()).view(1, Hq, d)
+        return own, lse_own.view(1, Hq)
+
+    def _index_query(self, i, attn, h) -> torch.Tensor | None:
+        """The MSA index query (1, Hkv, d_idx) of a layer with an index branch, else None."""
+        pool, c = self.pool, self.cfg
+        if not (attn.has_index and i in pool.index_slot):
+            return None
+        icos, isin = self._index_rope
+        iq = _rms(attn.index_q_proj(h).view(1, c.num_kv_heads, c.index_dim), attn.index_q_norm)
+        return rope.rotate(iq, icos, isin)
+
+    def _block_scores(self, i, q, iq) -> torch.Tensor:
+        """fp32 [1, Hkv, table width] scores of the table's history blocks (-inf elsewhere)."""
+        pool = self.pool
+        if iq is not None:
+            return ops.index_block_scores(iq[0][None].contiguous(), pool.index_k[pool.index_slot[i]], self.table,
+                                          self.seq_len, page_lens=pool.page_lens)
+        return ops.summary_block_scores(q, pool.kmin[i], pool.kmax[i], self.table, self.seq_len, kmean=pool.kmean[i],
+                                        mode=self.summary_mode, page_lens=pool.page_lens)
+
+    def _repo_part(self, i, attn, h, q) -> tuple[torch.Tensor, torch.Tensor]:
+        pool, c, rows = self.pool, self.cfg, self.table
+        qb = q.reshape(1, c.num_q_heads, c.head_dim)
+        if self._sparse_layer(i):
+            scores = self._block_scores(i, qb, self._index_query(i, attn, h))
+            sel = ops.topk_blocks(scores, self.seq_len, self.top_k)  # the local block is the empty page 0
+            self._picks.append(sel)
+            return ops.sparse_decode(qb, pool.k[i], pool.v[i], rows, self.seq_len, sel, page_lens=pool.page_lens,
+                                     return_lse=True)
+        return ops.dense_decode(qb, pool.k[i], pool.v[i], rows, self.seq_len, page_lens=pool.page_lens, return_lse=True)
+
+    def _count_picks(self) -> None:
+        if self._picks:
+            sel = torch.stack(self._picks)
             self.selected.add_(((sel >= 0) & (sel < self.n_blocks)).sum())
+
+    def _logits(self, x) -> torch.Tensor:
+        m = self.model
         return m.lm_head(_rms(x, m.norm)).float()

@@ -3,8 +3,9 @@
 Two groups over the same ranks plus the group's key-value store (torch.distributed, no other transport):
 - the default group (NCCL when every rank is on a GPU, gloo otherwise) carries the per-layer tensors;
 - "meta" (gloo, same short timeout) gathers small Python results (sync counts, stats);
-- the store (the TCPStore the group was set up with) carries rank 0's numbered commands: rank 0 writes one and
-  goes on (a frozen follower cannot block it), followers wait for the next one as long as they are idle.
+- the store (the TCPStore the group was set up with) carries rank 0's numbered commands: rank 0 writes a copy
+  for each follower and goes on (a frozen follower cannot block it), each follower waits for its copy as long as
+  it is idle and deletes it once read.
 Every collective has a timeout; any failure (a dead or frozen rank, a broken socket) is raised as
 DistributedFailure, after which the ranks are out of step and the worker must restart.
 
@@ -116,14 +117,17 @@ class Comm:
 
     # ---- commands (rank 0 -> followers) ----------------------------------------------------------------
     def send_command(self, command) -> None:
-        n = self.sent
-        self._call("send a command", self.store.set, str(n), pickle.dumps(command))
-        if n:  # every follower took part in command n-1's collectives, so all have read it
-            self._call("send a command", self.store.delete_key, str(n - 1))
+        """Rank 0: one copy of command n for each follower; each follower deletes its own copy once read, so
+        rank 0 never waits for a follower here (a command need not include a collective)."""
+        n, data = self.sent, pickle.dumps(command)
+        for rank in range(1, self.world):
+            self._call("send a command", self.store.set, f"{n}/{rank}", data)
         self.sent += 1
 
     def receive_command(self):
-        data = self._call("receive a command", self.store.get, str(self.received))
+        if self.received:  # the previous copy, deleted while this rank idles until the next command
+            self._call("receive a command", self.store.delete_key, f"{self.received - 1}/{self.rank}")
+        data = self._call("receive a command", self.store.get, f"{self.received}/{self.rank}")
         self.received += 1
         return pickle.loads(data)
 
@@ -134,16 +138,17 @@ class Comm:
         self._call("gather results", dist.all_gather_object, out, obj, group=self.meta)
         return out
 
-    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """[world, *tensor.shape]: every rank's tensor, on every rank (same order, so merges agree bitwise)."""
+    def all_gather(self, tensor: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[world, *tensor.shape]: every rank's tensor, on every rank (same order, so merges agree bitwise); into
+        `out` when given (a buffer a CUDA graph can replay the collective into)."""
         tensor = tensor.contiguous()
-        if self.device.type == "cuda":
+        if out is None:
             out = torch.empty((self.world, *tensor.shape), device=tensor.device, dtype=tensor.dtype)
+        if self.device.type == "cuda":
             self._call("all-gather", dist.all_gather_into_tensor, out, tensor)
-            return out
-        parts = [torch.empty_like(tensor) for _ in range(self.world)]
-        self._call("all-gather", dist.all_gather, parts, tensor)
-        return torch.stack(parts)
+        else:
+            self._call("all-gather", dist.all_gather, list(out.unbind(0)), tensor)
+        return out
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:

@@ -1,9 +1,12 @@
 """Context parallel on CPU ranks (gloo): 2 and 3 ranks give the tokens and log-probabilities of one rank, for dense
-and sparse attention, also after edits that move files between ranks."""
+and sparse attention, also after edits that move files between ranks, with generated tokens through the general
+forward (decode "plain") and through the fixed-shape step that GPUs capture in a CUDA graph (decode "static": the
+same step, uncaptured; tests/multigpu/test_cp_graph_gpu.py replays the graph)."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from inference import cp_engine
 from inference.engine import Engine
@@ -28,10 +31,14 @@ PROMPT = ("pkg/mod1.py", "import os\n\ndef g(x):\n    return", "\n")
 def _compare(one: Engine, many, attention: str) -> None:
     one.attention = many.attention = attention
     list(one.complete(*PROMPT, max_tokens=12))
-    list(many.complete(*PROMPT, max_tokens=12))
-    assert many.last_ids == one.last_ids, attention
-    assert many.last_stats["selected_blocks"] == one.last_stats["selected_blocks"]
-    assert many.last_stats["repo_blocks"] == one.last_stats["repo_blocks"]
+    for decode in ("plain", "static"):
+        many.decode = decode
+        list(many.complete(*PROMPT, max_tokens=12))
+        assert many.last_ids == one.last_ids, (attention, decode)
+        assert many.last_stats["selected_blocks"] == one.last_stats["selected_blocks"], (attention, decode)
+        assert many.last_stats["repo_blocks"] == one.last_stats["repo_blocks"]
+        assert many.stats()["decode"] == {"mode": decode, "path": decode, "fallback": None}
+    many.decode = "plain"
     text = "def h(y):\n    return y * 3 + 1\n" * 8
     a, b = one.score("pkg/other.py", text, 0, len(text)), many.score("pkg/other.py", text, 0, len(text))
     assert [t[:2] for t in a] == [t[:2] for t in b]
@@ -95,3 +102,47 @@ def test_summary_selection_matches_one_rank(tiny_models):
 def test_non_parallel_layout_is_refused(msa_model):
     with pytest.raises(ValueError, match="parallel"):
         cp_engine.start(str(msa_model), dict(OPTIONS, layout="sequential"), devices="cpu,cpu", timeout_s=20)
+
+
+def _forced_logits(engine, tokens, fixed: bool):
+    """Prefill the FIM prompt, then feed `tokens` one by one (the tail outgrows its buffer on the way): logits of
+    each step, through the general forward or the fixed-shape step."""
+    path = PROMPT[0]
+    ids = engine._fim_ids(path, PROMPT[1], PROMPT[2], engine.tail_budget - 64)
+    repo_attn, key = engine._repo_attention(path)
+    engine._prepare_tail(ids, ("forced", key))
+    engine._run_tail(ids, 0, repo_attn, "last")
+    fast = engine._begin_decoder(repo_attn) if fixed else None
+    out = []
+    for t in tokens:
+        slot = len(engine._tail.ids)
+        if fast is None:
+            out.append(engine._run_tail([t], slot, repo_attn, "last")[-1])
+        else:
+            out.append(fast.step(t, slot, engine.repo.tail_position() + slot).clone())
+            engine._tail.ids.append(t)
+    return torch.stack(out), (fast.selection_counts() if fast else None)
+
+
+@pytest.mark.parametrize("attention", ["sparse", "dense"])
+def test_fixed_shape_step_over_ranks_matches_one_rank_logits(msa_model, attention):
+    """Teacher-forced steps: every step's logits of the ranks' fixed-shape step equal one rank's general forward."""
+    files = repo_files(7, 12)
+    one = Engine(str(msa_model), device="cpu", attention=attention, **OPTIONS)
+    many = cp_engine.start(str(msa_model), dict(OPTIONS, attention=attention, decode="static"), devices="cpu,cpu",
+                           timeout_s=60)
+    try:
+        one.sync(files, [])
+        many.sync(files, [])
+        tokens = [5, 77, 120, 31, 250, 9, 64, 3] * 40  # 320 steps: the 256-slot tail buffer grows on the way
+        want, _ = _forced_logits(one, tokens, fixed=False)
+        got, (blocks, groups) = _forced_logits(many, tokens, fixed=True)
+        err = float((got - want).abs().max() / want.abs().max())
+        assert err < 1e-4, f"max relative error {err:.2e}"
+        assert torch.equal(got.argmax(-1), want.argmax(-1))
+        sparse_layers = sum(many.cfg.sparse_layers) if attention == "sparse" else 0
+        assert groups == len(tokens) * sparse_layers * many.cfg.num_kv_heads
+        if attention == "sparse":  # every history pick counted once, across ranks
+            assert 0 < float(blocks) / groups <= many.top_k - 1
+    finally:
+        many.close()
