@@ -2,9 +2,11 @@
 
 The repository part goes through the MSA ops (index_block_scores / summary_block_scores, topk_blocks,
 sparse_decode) of `kernels.ops` (Triton) on CUDA. On CPU it uses `shared_history_sparse` below, which computes
-the same selection and attention for a chunk of queries that share one repository history: scores as matmuls,
-one gather of the union of selected pages per chunk, instead of the reference's per-row loops (tested equal to
-kernels.reference). The two parts are merged
+the same selection and attention for a chunk of queries that share one repository history: block scores as one
+matmul per layer over a contiguous copy of the index keys kept with the view, then per GQA group
+the (query, block) pairs sorted by block and cut into work items of a few queries reading one page, so a page is
+gathered once per item rather than once per query (tested equal to kernels.reference). Dense layers on CPU read a contiguous copy of the repository K/V through the fused attention
+op with log-sum-exp. The two parts are merged
 by log-sum-exp. The repository pages are seen as history blocks 0..n-1 of a virtual sequence whose local block
 n is the always-empty page 0: the tail itself plays the local block and is attended outside the kernels.
 """
@@ -31,6 +33,7 @@ class RepoView:
     block_table: torch.Tensor  # [n + 1] int32, last entry = page 0 (the tail's virtual local block)
     valid: torch.Tensor  # [n * PAGE] bool: slot holds a token
     n_tokens: int
+    cache: dict = field(default_factory=dict, repr=False)  # contiguous copies read by the CPU path, per layer
 
     @classmethod
     def build(cls, pool: PagePool, pages: list[int]) -> "RepoView":
@@ -44,6 +47,12 @@ class RepoView:
     @property
     def n_blocks(self) -> int:
         return self.pages.numel()
+
+    def contiguous(self, pool: PagePool, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's repository k, v [Hkv, n_tokens, d], gathered once and kept with the view."""
+        if ("kv", layer) not in self.cache:
+            self.cache[("kv", layer)] = (self.gather(pool.k[layer]), self.gather(pool.v[layer]))
+        return self.cache[("kv", layer)]
 
     def gather(self, cache: torch.Tensor) -> torch.Tensor:
         """All repository tokens of one layer's k or v cache, contiguous: [Hkv, n_tokens, d]."""
@@ -153,9 +162,12 @@ class RepoAttention:
         T, Hq, d = q.shape
         if view.n_blocks == 0:
             return torch.zeros(T, Hq, d, device=q.device), torch.full((T, Hq), float("-inf"), device=q.device)
+        on_cpu = not (q.is_cuda if self.use_kernels is None else self.use_kernels)
         if not (self.sparse and pool.cfg.sparse_layers[layer]):
+            if on_cpu:
+                return attend_context(q, *view.contiguous(pool, layer))
             return attend_dense(q, view.gather(pool.k[layer]), view.gather(pool.v[layer]))
-        if not (q.is_cuda if self.use_kernels is None else self.use_kernels):
+        if on_cpu:
             use_index = index_q is not None and layer in pool.index_slot
             out, lse, n_sel = shared_history_sparse(q, index_q if use_index else None, pool, layer, view, self.top_k,
                                                     self.summary_mode)
@@ -183,26 +195,50 @@ def _rows_per_chunk(per_row: int) -> int:
     return max(1, (1 << 24) // max(1, per_row))
 
 
+def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [T, Hq, d] over context keys all visible, k, v [Hkv, N, d] (N > 0), through the fused CPU attention op
+    that also returns the log-sum-exp: the queries of one GQA group are stacked, so k, v are read as they are.
+    Same values as attend_dense(q, k, v): out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
+    T, Hq, d = q.shape
+    Hkv = k.shape[0]
+    G = Hq // Hkv
+    qg = q.float().view(T, Hkv, G, d).permute(1, 2, 0, 3).reshape(1, Hkv, G * T, d)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(qg, k.float()[None], v.float()[None], 0.0, False)
+    out = out[0].view(Hkv, G, T, d).permute(2, 0, 1, 3).reshape(T, Hq, d)
+    return out, lse[0].view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
+
+
+def _index_keys(pool: PagePool, layer: int, view: RepoView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The view's index keys of one layer as one matrix [n * PAGE, d_idx] (kept on the view: the repository part
+    does not change while the view lives), the pages not full and their slots past the end ([m], [m, PAGE])."""
+    key = ("index", layer)
+    if key not in view.cache:
+        lens = pool.page_lens[view.pages].long()
+        invalid = torch.arange(PAGE)[None, :] >= lens[:, None]
+        partial = invalid.any(1).nonzero().flatten()
+        keys = pool.index_k[pool.index_slot[layer]][view.pages].float().reshape(-1, pool.index_k.shape[-1])
+        view.cache[key] = (keys, partial, invalid[partial])
+    return view.cache[key]
+
+
 def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, summary_mode: str) -> torch.Tensor:
     """Block scores [T, Hkv, n] of every repository block for queries sharing the repository as history
     (same values as kernels.reference index_block_scores / summary_block_scores)."""
     T, Hq, d = q.shape
     Hkv = pool.cfg.num_kv_heads
     pages = view.pages
-    lens = pool.page_lens[pages].long()
-    empty = lens == 0
+    n = pages.numel()
+    empty = pool.page_lens[pages] == 0
     if index_q is not None:
-        keys = pool.index_k[pool.index_slot[layer]][pages].float()  # (n, PAGE, d_idx)
-        invalid = torch.arange(PAGE)[None, :] >= lens[:, None]  # (n, PAGE)
-        partial = invalid.any(1).nonzero().flatten()  # pages not full (a segment's last page): masked apart
-        rows = _rows_per_chunk(Hkv * keys.shape[0] * PAGE)
-        out = []
+        keys, partial, invalid = _index_keys(pool, layer, view)  # (n*PAGE, d_idx)
+        rows = max(1, (1 << 23) // (Hkv * keys.shape[0]))  # a few MB of scores at once, one matmul each
+        scores = torch.empty(T, Hkv, n)
         for r in range(0, T, rows):
-            s = torch.einsum("thd,nsd->thns", index_q[r : r + rows].float(), keys)
-            block = s.amax(-1)
-            block[..., partial] = s[..., partial, :].masked_fill(invalid[partial], float("-inf")).amax(-1)
-            out.append(block)
-        scores = torch.cat(out)
+            qi = index_q[r : r + rows].float()
+            s = torch.mm(qi.reshape(-1, qi.shape[-1]), keys.T).view(qi.shape[0], Hkv, n, PAGE)
+            block = torch.amax(s, -1, out=scores[r : r + rows])
+            if partial.numel():
+                block[..., partial] = s[..., partial, :].masked_fill(invalid, float("-inf")).amax(-1)
     else:
         qg = q.float().view(T, Hkv, Hq // Hkv, d)
         if summary_mode == "mean":
@@ -213,40 +249,77 @@ def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, 
     return scores.masked_fill(empty, float("-inf"))
 
 
+def select_blocks(scores: torch.Tensor, top_k: int) -> torch.Tensor:
+    """[T, Hkv, n] scores -> the top (top_k - 1) history blocks per query and group [T, Hkv, <= top_k - 1]
+    (descending, ties to the lower block, -1 for -inf), or every block when all fit."""
+    T, Hkv, n = scores.shape
+    if n + 1 <= top_k:
+        return torch.arange(n).expand(T, Hkv, n)
+    best = torch.sort(scores, dim=-1, descending=True, stable=True)
+    return best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
+
+
+def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, rows: int = 16):
+    """Exact attention of q [T, Hq, d] over each query's own selected blocks (selected [T, Hkv, k], logical ids,
+    -1 unused), block-major: the (query, block) pairs of a group are sorted by block and cut into work items of
+    up to `rows` queries reading one block, so each block is gathered once per item (not once per query); every
+    item is one batched matmul, and each query's per-block partials are merged by log-sum-exp.
+    Returns out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
+    T, Hq, d = q.shape
+    Hkv, k = pool.cfg.num_kv_heads, selected.shape[-1]
+    G = Hq // Hkv
+    lens = pool.page_lens[view.pages].long()
+    part_out = torch.zeros(T, Hkv, k, G, d)
+    part_lse = torch.full((T, Hkv, k, G), float("-inf"))
+    slots = torch.arange(PAGE)
+    qf = q.float().view(T, Hkv, G, d)
+    for h in range(Hkv):
+        sel = selected[:, h]
+        valid = sel >= 0
+        if not bool(valid.any()):
+            continue
+        block = sel[valid].long()
+        query = torch.arange(T)[:, None].expand(T, k)[valid]
+        slot = torch.arange(k)[None, :].expand(T, k)[valid]
+        order = torch.argsort(block, stable=True)
+        block, query, slot = block[order], query[order], slot[order]
+        counts = torch.bincount(block, minlength=lens.numel())
+        rank = torch.arange(block.numel()) - (torch.cumsum(counts, 0) - counts)[block]
+        items = (counts + rows - 1) // rows
+        item = (torch.cumsum(items, 0) - items)[block] + rank // rows
+        pos = rank % rows
+        item_block = torch.repeat_interleave(torch.arange(lens.numel()), items)
+        n_items = item_block.numel()
+        index = torch.full((n_items, rows), T, dtype=torch.long)
+        index[item, pos] = query
+        qpad = torch.cat([qf[:, h], qf.new_zeros(1, G, d)])  # row T: padding
+        qb = qpad[index].view(n_items, rows * G, d)
+        phys = view.pages[item_block]
+        keys = pool.k[layer][phys, h].float()  # (items, PAGE, d)
+        values = pool.v[layer][phys, h].float()
+        s = torch.bmm(qb, keys.transpose(1, 2)) * d**-0.5  # (items, rows*G, PAGE)
+        s = s.masked_fill((slots[None, :] >= lens[item_block][:, None])[:, None, :], float("-inf"))
+        p, norm, lse = _softmax_parts(s)
+        o = (torch.bmm(p, values) / norm).view(n_items, rows, G, d)
+        part_out[query, h, slot] = o[item, pos]
+        part_lse[query, h, slot] = lse.view(n_items, rows, G)[item, pos]
+    m = part_lse.amax(2)  # (T, Hkv, G)
+    m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    w = torch.exp(part_lse - m_safe[:, :, None])
+    den = w.sum(2)
+    out = (w[..., None] * part_out).sum(2) / den.clamp_min(1e-30)[..., None]
+    lse = torch.where(den > 0, m_safe + torch.log(den.clamp_min(1e-30)), torch.full_like(den, float("-inf")))
+    return out.view(T, Hq, d), lse.view(T, Hq)
+
+
 def shared_history_sparse(q, index_q, pool: PagePool, layer: int, view: RepoView, top_k: int, summary_mode: str):
     """MSA over the repository for queries q [T, Hq, d] whose history is the whole view: per query and group the
     top (top_k - 1) blocks (the tail is the local block). Returns (out fp32 [T, Hq, d], lse [T, Hq], number of
     selected blocks summed over queries and groups)."""
-    T, Hq, d = q.shape
-    Hkv, G, n = pool.cfg.num_kv_heads, Hq // pool.cfg.num_kv_heads, view.n_blocks
     scores = shared_block_scores(q, index_q, pool, layer, view, summary_mode)  # (T, Hkv, n)
-    if n + 1 <= top_k:
-        selected = torch.arange(n).expand(T, Hkv, n)
-    else:
-        best = torch.sort(scores, dim=-1, descending=True, stable=True)
-        selected = best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
-    n_sel = int((selected >= 0).sum())
-    lens = pool.page_lens[view.pages].long()
-    scale = d**-0.5
-    outs, lses = [], []
-    heads = torch.arange(Hkv)[None, :, None]
-    chunk = max(1, 32 // Hkv)
-    for r in range(0, T, chunk):
-        sel = selected[r : r + chunk]  # (t, Hkv, k): each query reads only its own blocks
-        t, k = sel.shape[0], sel.shape[-1]
-        phys = view.pages[sel.clamp(min=0)]
-        K = pool.k[layer][phys, heads].float().flatten(2, 3)  # (t, Hkv, k*PAGE, d)
-        V = pool.v[layer][phys, heads].float().flatten(2, 3)
-        valid = (sel >= 0)[..., None] & (torch.arange(PAGE) < lens[sel.clamp(min=0)][..., None])  # (t, Hkv, k, PAGE)
-        visible = valid.view(t, Hkv, k * PAGE)
-        qc = q[r : r + t].float().view(t, Hkv, G, d)
-        s = torch.einsum("thgd,thsd->thgs", qc, K) * scale
-        s = s.masked_fill(~visible[:, :, None, :], float("-inf"))
-        p, norm, lse = _softmax_parts(s)
-        o = torch.einsum("thgs,thsd->thgd", p, V) / norm
-        outs.append(o.reshape(-1, Hq, d))
-        lses.append(lse.reshape(-1, Hq))
-    return torch.cat(outs), torch.cat(lses), n_sel
+    selected = select_blocks(scores, top_k)
+    out, lse = attend_selected(q, pool, layer, view, selected)
+    return out, lse, int((selected >= 0).sum())
 
 
 def merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

@@ -48,6 +48,11 @@ from inference.tokenizer import StreamDecoder, Tokenizer
 
 log = logging.getLogger(__name__)
 BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "bundled"
+# Live window on CPU (prefix, suffix tokens of the FIM prompt): each live token costs a scan of the whole
+# repository's index keys and dense-layer keys, so two CPU cores afford a few hundred; the open file's other
+# parts stay reachable through its segments of the repository cache. Other devices use the model's tail budget.
+LIVE_WINDOW_CPU = (384, 64)
+SNAP_TOKENS = 64  # the prefix's left edge moves in steps this large, so typing keeps the tail's KV
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -97,7 +102,7 @@ class Engine:
                  attention: str = "sparse", top_k_blocks: int = 16, cache_dir: str | None = None,
                  cache_max_bytes: int = 20 << 30, repo_name: str = "repo", segment_cap: int | None = None,
                  dense_layers: int | None = None, summary_mode: str = "minmax", device_max_bytes: int | None = None,
-                 host_max_bytes: int = 8 << 30, decode: str = "auto"):
+                 host_max_bytes: int = 8 << 30, decode: str = "auto", live_window: tuple[int, int] | None = None):
         if decode not in ("auto", "plain", "static", "graph"):
             raise ValueError(f"decode must be 'auto', 'plain', 'static' or 'graph', got {decode!r}")
         if attention not in ("sparse", "dense"):
@@ -130,6 +135,11 @@ class Engine:
         cap = segment_cap or self.cfg.segment_cap or max(256, min(int(0.75 * window), window - prefix_len - 256))
         tail_offset = self.cfg.tail_offset if (self.cfg.tail_offset and not segment_cap) else cap
         self.tail_budget = max(256, window - prefix_len - tail_offset)
+        if live_window is None:
+            live_window = LIVE_WINDOW_CPU if self.device.type == "cpu" else (self.tail_budget, self.tail_budget)
+        if len(live_window) != 2 or min(live_window) < 1:
+            raise ValueError(f"live_window must be (prefix tokens, suffix tokens), both >= 1, got {live_window!r}")
+        self.live_window = (int(live_window[0]), int(live_window[1]))
         needs_summaries = any(s for s in self.cfg.sparse_layers) and not self.cfg.has_index_branch
         self.pool = PagePool(self.cfg, self.device, self.dtype, summaries=needs_summaries)
         self.store = SegmentStore(self.pool, device_max_bytes=device_max_bytes, host_max_bytes=host_max_bytes)
@@ -151,7 +161,8 @@ class Engine:
                     device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), layout=self.layout,
                     attention=self.attention, fim_format=self.fim.name, fingerprint=self.fingerprint,
                     window=self.cfg.window, top_k_blocks=self.top_k,
-                    index_branch=self.cfg.has_index_branch, segment_cap=self.repo.cap)
+                    index_branch=self.cfg.has_index_branch, segment_cap=self.repo.cap,
+                    live_window=list(self.live_window))
 
     def stats(self) -> dict:
         segs = self.store.segments.values()
@@ -186,7 +197,7 @@ class Engine:
             tail.k[layer, :, start : start + n] = k.transpose(0, 1)
             tail.v[layer, :, start : start + n] = v.transpose(0, 1)
             own_k, own_v = tail.k[layer, :, : start + n], tail.v[layer, :, : start + n]
-            if repo_attn.dense_layer(layer):  # one fused pass over repository + own tokens
+            if repo_attn.dense_layer(layer) and dev.type != "cpu":  # one fused pass over repository + own tokens
                 return attend_segment(q, own_k, own_v, *repo_attn.context(layer), offset=start)
             own = attend_dense(q, own_k, own_v, causal_start=start)
             return merge([repo_attn(layer, q, index_q), own])
@@ -214,7 +225,9 @@ class Engine:
         view = self.repo.view(live_path)
         attn = RepoAttention(self.pool, view, sparse=self.attention == "sparse", top_k=self.top_k,
                              summary_mode=self.summary_mode)
-        return attn, (live_path, self.repo.version, self.store.generation, self.repo.tail_position(),
+        # The tail's KV depends on the repository only through the KV bytes of the view's segments, which their
+        # keys name (an edit of the live file, whose own segments the view leaves out, keeps the tail).
+        return attn, (live_path, tuple(self.repo.segment_keys(live_path)), self.repo.tail_position(),
                       self.attention, self.top_k, self.summary_mode)
 
     def _begin_decoder(self, repo_attn: RepoAttention) -> GraphDecoder | None:
@@ -230,14 +243,19 @@ class Engine:
 
     # ---- completion -------------------------------------------------------------------------------------
     def _fim_ids(self, path: str, prefix: str, suffix: str, budget: int) -> list[int]:
+        """The FIM prompt's token ids within `budget` and the live window: the suffix's start and the prefix's
+        end kept, the prefix's left edge dropped in steps of SNAP_TOKENS so that it stays put while typing (the
+        previous request's tail KV is reused up to the first changed token)."""
         pieces = [(kind, self.tok.encode(text)) for kind, text in self.fim.tail(path, prefix, suffix)]
         fixed = sum(len(ids) for kind, ids in pieces if kind == "text")
         pre = next((ids for kind, ids in pieces if kind == "prefix"), [])
         suf = next((ids for kind, ids in pieces if kind == "suffix"), [])
         room = max(0, budget - fixed)
-        keep_suf = min(len(suf), room // 4 if len(pre) + len(suf) > room else len(suf))
-        keep_pre = min(len(pre), room - keep_suf)
-        keep_suf = min(len(suf), room - keep_pre)
+        keep_suf = min(len(suf), self.live_window[1], room // 4 if len(pre) + len(suf) > room else len(suf))
+        keep_pre = min(len(pre), self.live_window[0], room - keep_suf)
+        keep_suf = min(len(suf), self.live_window[1], room - keep_pre)
+        drop = len(pre) - keep_pre
+        keep_pre = len(pre) - min(len(pre), -(-drop // SNAP_TOKENS) * SNAP_TOKENS)
         out = []
         for kind, ids in pieces:
             if kind == "prefix":

@@ -21,6 +21,7 @@ from inference.persist import DiskCache
 from inference.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+VIEWS_KEPT = 2  # recent views kept (each may hold contiguous copies of its pages on CPU)
 
 
 class RepoCache:
@@ -35,7 +36,7 @@ class RepoCache:
         self.files: OrderedDict[str, str] = OrderedDict()  # path -> text, sync order (edited files move last)
         self.parts: list[layouts.Part] = []
         self.prefix_key = layouts.text_key(self.layout_key, "<prefix>")
-        self._views: dict[tuple, RepoView] = {}
+        self._views: OrderedDict[tuple, RepoView] = OrderedDict()  # a few recent views, with their CPU copies
         self.version = 0  # bumped by every sync
 
     @property
@@ -77,7 +78,6 @@ class RepoCache:
                 self.store.evictions += 1
                 self.store.generation += 1
         self.store._trim_host()
-        self._views.clear()
         self.version += 1
         counts.update(segments=len(self.parts), tokens=sum(p.n_kept for p in self.parts) + self.prefix_len)
         end = self.tail_position()
@@ -142,10 +142,16 @@ class RepoCache:
         self.store.ensure_resident(keys)
         for k in keys:
             self.store.touch(self.store.segments[k])
-        cache_key = (live_path, self.store.generation)
+        # Segment keys name the KV bytes and the generation changes whenever pages move, so a view (and the
+        # contiguous copies kept with it) stays valid across syncs that leave its segments alone, e.g. edits of
+        # the live file, whose own segments the view leaves out.
+        cache_key = (tuple(keys), self.store.generation)
         if cache_key not in self._views:
             pages = [p for k in keys for p in self.store.segments[k].pages]
             self._views[cache_key] = RepoView.build(self.pool, pages)
+            while len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+        self._views.move_to_end(cache_key)
         return self._views[cache_key]
 
     def tail_position(self) -> int:
