@@ -236,7 +236,7 @@ def tune(lb, bw):
     best("decode", lambda i, o: sparse_decode.sparse_decode(q, lb.k, lb.v, tables[0], seq, sel, **o),
          [{"block_n": b, "num_warps": w, "num_stages": s} for b in (64, 128) for w in (4, 8) for s in (1, 2)])
     best("fused_topk", lambda i, o: fused_decode.summary_topk(q, lb.kmin[i], lb.kmax[i], tables[i], seq, TOPK, **o),
-         [{"block_pages": p, "subs": n, "num_warps": w} for p in (32, 64) for n in (1, 2, 4, 8) for w in (4, 8)])
+         [{"block_pages": p, "dim_chunk": c, "num_warps": w} for p in (64, 128, 256) for c in (16, 32, 64) for w in (4, 8)])
     pick = fused_decode.summary_topk(q, lb.kmin[0], lb.kmax[0], tables[0], seq, TOPK)
     best("fused_decode", lambda i, o: fused_decode.sparse_decode_merged(q, lb.k, lb.v, tables[0], seq, pick[1], pages=pick[2], counts=pick[3], **o),
          [{"block_n": b, "units_per_split": u, "num_warps": w, "num_stages": s}

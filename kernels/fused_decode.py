@@ -1,7 +1,7 @@
 """Fused Triton decode path: two launches per layer instead of five, and fp8 K/V pages.
 
 Launch 1, `summary_topk`: each program scores a chunk of pages from the page summaries (Quest min/max or
-mean), keeps the chunk's best keys (bitonic top-k over order-preserving int64 keys, as in `kernels.topk`), then
+mean; read in slices of the head dim so all loads are in flight together), keeps the chunk's best keys (bitonic top-k over order-preserving int64 keys, as in `kernels.topk`), then
 bumps an atomic counter of its (row, group); the last program to arrive merges every chunk's candidates, lays
 out the selection (local block last, ties to the lower id, padding -1) and resolves it through the block table
 into physical pages and visible counts. It resets the counter, so the next launch (or graph replay) starts at 0.
@@ -48,47 +48,47 @@ def _summary_topk_kernel(
     q_ptr, hi_ptr, lo_ptr, bt_ptr, seq_ptr, plen_ptr, score_ptr, cand_ptr, cnt_ptr, sel_ptr, phys_ptr, vis_ptr,
     HKV, NB, NCH,
     s_qb, s_qh, s_sp, s_sh, s_btb, s_ob, s_oh, s_cb, s_ch, s_rb, s_rh,
-    G: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr, SUBS: tl.constexpr, MINMAX: tl.constexpr,
+    G: tl.constexpr, D: tl.constexpr, CH: tl.constexpr, DC: tl.constexpr, MINMAX: tl.constexpr,
     HAS_PLEN: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
     K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr, TRIGGER: tl.constexpr,
 ):
-    """Program (row*HKV + group, chunk of BLOCK_P*SUBS pages)."""
+    """Program (row*HKV + group, chunk of CH pages): the chunk's summaries are read in DC-dim slices, with no
+    store in between, so every slice's loads can be in flight at once; its scores stay in registers."""
     pid = tl.program_id(0)
     row = pid // HKV
     h = pid % HKV
     c = tl.program_id(1)
     seq = tl.load(seq_ptr + row)
     L = tl.where(seq > 0, (seq - 1) // PAGE_C, -1)
-    dd = tl.arange(0, D)
-    qp = tl.zeros([D], tl.float32)
-    qn = tl.zeros([D], tl.float32)
-    for g in tl.static_range(G):
-        qg = tl.load(q_ptr + row * s_qb + (h * G + g) * s_qh + dd).to(tl.float32)
-        if MINMAX:
-            qp += tl.maximum(qg, 0.0)
-            qn += tl.minimum(qg, 0.0)
-        else:
-            qp += qg
-    CH: tl.constexpr = BLOCK_P * SUBS
-    for j in tl.static_range(SUBS):
-        blk = c * CH + j * BLOCK_P + tl.arange(0, BLOCK_P)
-        in_table = blk < NB
-        need = in_table & (blk < L)  # history blocks only; the rest is never read
-        phys = tl.load(bt_ptr + row * s_btb + blk, mask=need, other=0)
+    blk = c * CH + tl.arange(0, CH)
+    in_table = blk < NB
+    need = in_table & (blk < L)  # history blocks only; the rest is never read
+    phys = tl.load(bt_ptr + row * s_btb + blk, mask=need, other=0)
+    s = tl.zeros([CH], tl.float32)
+    for d0 in tl.static_range(0, D, DC):
+        dd = d0 + tl.arange(0, DC)
+        qp = tl.zeros([DC], tl.float32)
+        qn = tl.zeros([DC], tl.float32)
+        for g in tl.static_range(G):
+            qg = tl.load(q_ptr + row * s_qb + (h * G + g) * s_qh + dd).to(tl.float32)
+            if MINMAX:
+                qp += tl.maximum(qg, 0.0)
+                qn += tl.minimum(qg, 0.0)
+            else:
+                qp += qg
         offs = phys[:, None] * s_sp + h * s_sh + dd[None, :]
         khi = tl.load(hi_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)
-        s = tl.sum(khi * qp[None, :], axis=1)
+        s += tl.sum(khi * qp[None, :], axis=1)
         if MINMAX:
             klo = tl.load(lo_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)
             s += tl.sum(klo * qn[None, :], axis=1)
-        ok = need
-        if HAS_PLEN:
-            ok = ok & (tl.load(plen_ptr + phys, mask=need, other=0) > 0)
-        tl.store(score_ptr + row * s_ob + h * s_oh + blk, tl.where(ok, s, float("-inf")), mask=in_table)
-    tl.debug_barrier()  # the chunk's scores, written by all threads, are read back as one vector
-    blk = c * CH + tl.arange(0, CH)
+    ok = need
+    if HAS_PLEN:
+        ok = ok & (tl.load(plen_ptr + phys, mask=need, other=0) > 0)
+    s = tl.where(ok, s, float("-inf"))
+    tl.store(score_ptr + row * s_ob + h * s_oh + blk, s, mask=in_table)
     cand_ok = (blk >= SINK) & (blk < L - LOCAL + 1) & (blk < NB)
-    s = tl.load(score_ptr + row * s_ob + h * s_oh + blk, mask=cand_ok, other=float("-inf"))
+    s = tl.where(cand_ok, s, float("-inf"))
     tl.store(cand_ptr + row * s_cb + h * s_ch + c * NP_PAD + tl.arange(0, NP_PAD), tl.topk(_pack(s, blk), NP_PAD))
     if TRIGGER:  # a dependent launched with programmatic dependent launch may start (it waits for our end)
         gdc_launch_dependents()
@@ -115,7 +115,7 @@ def _summary_topk_kernel(
 
 
 def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode="minmax", page_lens=None,
-                 local_blocks=1, sink_blocks=0, block_pages=32, subs=4, num_warps=4, trigger=False):
+                 local_blocks=1, sink_blocks=0, block_pages=128, dim_chunk=32, num_warps=8, trigger=False):
     """Summary scores and top-k blocks in one launch.
 
     Same inputs as `reference.summary_block_scores` plus k / local_blocks / sink_blocks of `reference.topk_blocks`.
@@ -133,9 +133,9 @@ def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode
     NB = block_table.shape[1]
     n_pick = k - sink_blocks - local_blocks
     np_pad = triton.next_power_of_2(max(n_pick, 1))
-    block_pages = max(block_pages, np_pad)
-    subs = max(1, min(subs, triton.next_power_of_2(triton.cdiv(NB, block_pages))))
-    n_chunks = triton.cdiv(NB, block_pages * subs)
+    block_pages = max(np_pad, min(block_pages, triton.next_power_of_2(NB)))
+    dim_chunk = min(dim_chunk, D)
+    n_chunks = triton.cdiv(NB, block_pages)
     dev = q.device
     scores = torch.empty(B, Hkv, NB, device=dev, dtype=torch.float32)
     cand = torch.empty(B, Hkv, n_chunks * np_pad, device=dev, dtype=torch.int64)
@@ -147,7 +147,7 @@ def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode
         Hkv, NB, n_chunks,
         q.stride(0), q.stride(1), hi.stride(0), hi.stride(1), block_table.stride(0), scores.stride(0), scores.stride(1),
         cand.stride(0), cand.stride(1), sel.stride(0), sel.stride(1),
-        G=Hq // Hkv, D=D, BLOCK_P=block_pages, SUBS=subs, MINMAX=mode == "minmax", HAS_PLEN=page_lens is not None,
+        G=Hq // Hkv, D=D, CH=block_pages, DC=dim_chunk, MINMAX=mode == "minmax", HAS_PLEN=page_lens is not None,
         NP=n_pick, NP_PAD=np_pad, NC_PAD=triton.next_power_of_2(n_chunks), K=k, K_PAD=triton.next_power_of_2(k),
         LOCAL=local_blocks, SINK=sink_blocks, TRIGGER=trigger, num_warps=num_warps,
     )

@@ -66,8 +66,8 @@ def test_summary_topk_matches_reference(mode, G, Hkv, d, k, local, sink):
     kmin, kmax, kmean = _summaries(kc)
     plen = torch.randint(0, 2, (kc.shape[0],), generator=g).to(torch.int32).mul(PAGE).to(DEV)  # some empty pages
     q = torch.randn(len(seqs), G * Hkv, d, generator=g).to(DEV)
-    # chunks of 8 pages two to a program (three programs merge), 16-page programs, one program for the whole table
-    cfgs = [(None, {"block_pages": 8, "subs": 2}), (None, {"block_pages": 64, "subs": 1}), (plen, {"block_pages": 16, "subs": 1})]
+    # 16-page programs (three merge) reading 16 or all dims at once, one program for the whole table
+    cfgs = [(None, {"block_pages": 16, "dim_chunk": 16}), (None, {"block_pages": 64}), (plen, {"block_pages": 16, "dim_chunk": 128})]
     for page_lens, cfg in cfgs:
         s, sel, pages, counts = fused_decode.summary_topk(q, kmin, kmax, table, seq, k, kmean=kmean, mode=mode,
                                                           page_lens=page_lens, local_blocks=local, sink_blocks=sink, **cfg)
@@ -84,7 +84,7 @@ def test_summary_topk_ties_go_to_the_lower_block():
     kmin, kmax, _ = _summaries(kc)
     kmin.copy_(kmin[0].clone()), kmax.copy_(kmax[0].clone())  # every page the same summary: all scores tie
     q = torch.randn(1, 4, 64, generator=g).to(DEV)
-    _, sel, _, _ = fused_decode.summary_topk(q, kmin, kmax, table, seq, 16, block_pages=8, subs=1)
+    _, sel, _, _ = fused_decode.summary_topk(q, kmin, kmax, table, seq, 16, block_pages=16)
     assert sel.cpu()[0, 0].tolist() == list(range(15)) + [30]
 
 
@@ -115,7 +115,7 @@ def test_fused_step_with_partial_pages_matches_reference_pipeline():
     plen = torch.randint(1, PAGE + 1, (kc.shape[0],), generator=g).to(torch.int32).to(DEV)
     q = torch.randn(3, 8, 64, generator=g).half().to(DEV)
     out, lse, sel = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 6, page_lens=plen, return_lse=True,
-                                                       topk_cfg={"block_pages": 16, "subs": 1}, decode_cfg={"units_per_split": 2})
+                                                       topk_cfg={"block_pages": 16}, decode_cfg={"units_per_split": 2})
     scores = reference.summary_block_scores(q, kmin, kmax, table, seq, page_lens=plen)
     want_sel = reference.topk_blocks(scores, seq.cpu(), 6)
     assert torch.equal(sel.cpu(), want_sel)
@@ -238,7 +238,7 @@ def test_gpu_summary_topk_at_one_million_tokens(n_tokens):
     kmax = kmin + torch.rand(nb + 5, Hkv, d, generator=g).bfloat16().cuda()
     q = torch.randn(1, G * Hkv, d, generator=g).bfloat16().cuda()
     seq = torch.tensor([n_tokens], dtype=torch.int32, device="cuda")
-    for cfg in ({"block_pages": 32, "subs": 4}, {"block_pages": 32, "subs": 8}, {"block_pages": 64, "subs": 2}):
+    for cfg in ({"block_pages": 128, "dim_chunk": 32}, {"block_pages": 256, "dim_chunk": 16}, {"block_pages": 64, "dim_chunk": 64}):
         s, sel, pages, counts = fused_decode.summary_topk(q, kmin, kmax, table, seq, 16, **cfg)
         want = reference.summary_block_scores(q, kmin, kmax, table, seq)
         torch.testing.assert_close(s[torch.isfinite(want)], want[torch.isfinite(want)], atol=1e-2, rtol=1e-4)
