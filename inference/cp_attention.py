@@ -166,7 +166,8 @@ def local_candidates(scores: torch.Tensor, gids: torch.Tensor, k1: int) -> torch
     ids = torch.where(torch.isneginf(s), -1.0, gids[best.indices[..., :m]].double())
     packed = torch.stack([s, ids], dim=-1)
     if m < k1:
-        pad = torch.tensor([NEG_INF, -1.0], dtype=torch.float64, device=scores.device).expand(T, Hkv, k1 - m, 2)
+        pad = torch.full((T, Hkv, k1 - m, 2), -1.0, dtype=torch.float64, device=scores.device)
+        pad[..., 0] = NEG_INF  # no host-to-device copy: the step may be under CUDA graph capture
         packed = torch.cat([packed, pad], dim=2)
     return packed
 

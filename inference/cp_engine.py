@@ -159,7 +159,8 @@ class Shard:
         return dict(rank=self.comm.rank, device=str(e.device), segments=len(e.repo.parts),
                     tokens=sum(p.n_kept for p in e.repo.parts), pages=e.pool.used_pages,
                     bytes=e.store.device_bytes(), capacity_pages=e.pool.capacity, host_bytes=e.store.host_bytes(),
-                    evictions=e.store.evictions, pid=os.getpid())
+                    evictions=e.store.evictions, pid=os.getpid(),
+                    peak_device_bytes=torch.cuda.max_memory_allocated(e.device) if e.device.type == "cuda" else None)
 
 
 class ContextParallelEngine(Engine):
@@ -199,6 +200,12 @@ class ContextParallelEngine(Engine):
                                       f"{type(exc).__name__}: {exc}")
             self.failure = reason
             raise DistributedFailure(reason) from exc
+
+    def command(self, op: str, payload, run):
+        """Sends a command of the caller's own (see serve_commands' extra_ops) and runs `run()` as rank 0's share."""
+        if op in ("stop", "sync", "forward", "decode", "step", "stats"):
+            raise ValueError(f"{op!r} is one of the engine's own commands")
+        return self._command(op, payload, run)
 
     def _apply(self, plan: dict) -> dict:
         return self._command("sync", plan, lambda: self.shard.apply_sync(plan))
@@ -420,8 +427,10 @@ def follow(model_dir: str | None, options: dict, *, devices: str | None, timeout
     return serve_commands(engine, comm)
 
 
-def serve_commands(engine: Engine, comm: Comm) -> int:
-    """A follower's loop: run rank 0's commands on this rank's engine until 'stop'."""
+def serve_commands(engine: Engine, comm: Comm, extra_ops: dict | None = None) -> int:
+    """A follower's loop: run rank 0's commands on this rank's engine until 'stop'. `extra_ops` (op ->
+    function(engine, payload)) adds commands of the caller's own, e.g. a benchmark's; rank 0 sends them with
+    ContextParallelEngine.command."""
     rank = comm.rank
     shard = Shard(engine, comm)
     while True:
@@ -440,6 +449,8 @@ def serve_commands(engine: Engine, comm: Comm) -> int:
             shard.decoder.step(token, slot, position, recapture=recapture)
         elif op == "stats":
             comm.gather_objects(shard.local_stats())
+        elif extra_ops and op in extra_ops:
+            extra_ops[op](engine, payload)
         else:
             raise RuntimeError(f"rank {rank}: unknown command {op!r}")
     comm.close()
