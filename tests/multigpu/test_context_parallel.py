@@ -110,6 +110,7 @@ def _forced_logits(engine, tokens, fixed: bool):
     path = PROMPT[0]
     ids = engine._fim_ids(path, PROMPT[1], PROMPT[2], engine.tail_budget - 64)
     repo_attn, key = engine._repo_attention(path)
+    engine._tail = None  # a fresh tail of the smallest capacity: it grows during the steps
     engine._prepare_tail(ids, ("forced", key))
     engine._run_tail(ids, 0, repo_attn, "last")
     fast = engine._begin_decoder(repo_attn) if fixed else None

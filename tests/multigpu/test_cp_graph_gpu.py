@@ -55,10 +55,11 @@ def test_graph_tokens_equal_the_eager_forward(ranks, attention):
 def test_graph_replay_equals_the_uncaptured_step_bitwise(ranks):
     ranks.attention = "sparse"
     tokens = [5, 77, 120, 31, 250, 9, 64, 3] * 40  # the tail buffer grows on the way: rank 0 says capture again
-    ranks.decode = "static"
-    static, static_sel = _forced_logits(ranks, tokens, fixed=True)
     ranks.decode = "graph"
     graph, graph_sel = _forced_logits(ranks, tokens, fixed=True)
+    assert ranks.stats()["decode"]["path"] == "graph"
+    ranks.decode = "static"
+    static, static_sel = _forced_logits(ranks, tokens, fixed=True)
     assert torch.equal(static, graph), f"max difference {float((static - graph).abs().max()):.3e}"
     assert int(static_sel[0]) == int(graph_sel[0]) and static_sel[1] == graph_sel[1]
     ranks.decode = "plain"
