@@ -22,7 +22,8 @@ from inference.kv_cache import PAGE, PagePool
 from kernels import ops as _ops
 from kernels import reference as ref
 
-_MAX_SCORE_ELEMS = 1 << 26  # fp32 score elements materialised at once by attend_dense
+_MAX_SCORE_ELEMS = 1 << 26
+SMALL_T = 4  # up to this many queries, attend_selected gathers per query (decode steps)  # fp32 score elements materialised at once by attend_dense
 
 
 @dataclass
@@ -269,6 +270,16 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
     Hkv, k = pool.cfg.num_kv_heads, selected.shape[-1]
     G = Hq // Hkv
     lens = pool.page_lens[view.pages].long()
+    if T <= SMALL_T:  # a decode step: each query's own blocks gathered directly, fewest ops
+        safe = selected.clamp(min=0).long()
+        phys = view.pages[safe]  # (T, Hkv, k)
+        heads = torch.arange(Hkv)[None, :, None]
+        keys = pool.k[layer][phys, heads].float().flatten(2, 3)  # (T, Hkv, k*PAGE, d)
+        values = pool.v[layer][phys, heads].float().flatten(2, 3)
+        visible = ((selected >= 0)[..., None] & (torch.arange(PAGE) < lens[safe][..., None])).flatten(2, 3)
+        s = torch.matmul(q.float().view(T, Hkv, G, d), keys.transpose(-1, -2)) * d**-0.5  # (T, Hkv, G, k*PAGE)
+        p, norm, lse = _softmax_parts(s.masked_fill(~visible[:, :, None, :], float("-inf")))
+        return (torch.matmul(p, values) / norm).view(T, Hq, d), lse.view(T, Hq)
     part_out = torch.zeros(T, Hkv, k, G, d)
     part_lse = torch.full((T, Hkv, k, G), float("-inf"))
     slots = torch.arange(PAGE)
