@@ -266,7 +266,12 @@ def run(args) -> dict | None:
             fit["error"] = f"{type(exc).__name__}: {exc}"[:400]
         _write(result, args.out)
     if world > 1:
+        failure = engine.failure
         engine.close()
+        if failure:  # the other ranks may hang in a collective: end with an error so that torchrun stops them
+            log.error("rank group broken: %s", failure)
+            sys.stderr.flush()
+            os._exit(3)
     return result
 
 
