@@ -323,7 +323,7 @@ def main() -> None:
     ap.add_argument("--tail-tokens", type=int, default=1000)
     ap.add_argument("--fit", action="store_true", help="then fill each GPU's pool and decode at that size")
     ap.add_argument("--reserve-gib", type=float, default=3.0, help="fit: GPU memory kept besides weights and KV")
-    ap.add_argument("--headroom-per-token", type=int, default=6144, help="fit: bytes per cached token kept free")
+    ap.add_argument("--headroom-per-token", type=int, default=8192, help="fit: bytes per cached token kept free")
     ap.add_argument("--fit-memory-gib", type=float, help="fit: pretend each device has this much memory (CPU tests)")
     ap.add_argument("--rank-timeout", type=float, default=300.0)
     ap.add_argument("--report", nargs="+", metavar="JSON", help="merge result files into the table and JSON line")

@@ -105,8 +105,9 @@ class ContextParallelDecoder(GraphDecoder):
         ptrs = [x.data_ptr() for x in (p.k, p.v, p.page_lens, p.index_k, p.kmin, p.kmax, p.kmean) if x is not None]
         if self.tail is not None:
             ptrs += [self.tail.k.data_ptr(), self.tail.v.data_ptr(), self.tail.capacity]
+        every = self.n_global if self.every_block else None  # counted as a constant then
         return (tuple(ptrs), self.table.data_ptr(), self.table.shape[1], self.gids.data_ptr(), self.sparse,
-                self.top_k, self.summary_mode, self.every_block, self.collectives)
+                self.top_k, self.summary_mode, every, self.collectives)
 
     def _capture_everywhere(self) -> None:
         error = None
