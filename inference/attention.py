@@ -232,14 +232,17 @@ def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, 
     empty = pool.page_lens[pages] == 0
     if index_q is not None:
         keys, partial, invalid = _index_keys(pool, layer, view)  # (n*PAGE, d_idx)
-        rows = max(1, (1 << 23) // (Hkv * keys.shape[0]))  # a few MB of scores at once, one matmul each
+        rows = max(1, (1 << 22) // (Hkv * keys.shape[0]))  # ~16 MB of scores at once (stays in cache), one matmul each
         scores = torch.empty(T, Hkv, n)
         for r in range(0, T, rows):
             qi = index_q[r : r + rows].float()
-            s = torch.mm(qi.reshape(-1, qi.shape[-1]), keys.T).view(qi.shape[0], Hkv, n, PAGE)
-            block = torch.amax(s, -1, out=scores[r : r + rows])
+            t = qi.shape[0]
+            # keys @ q^T streams the keys once (several times faster than q @ keys^T for few queries)
+            s = torch.mm(keys, qi.reshape(t * Hkv, -1).T).view(n, PAGE, t * Hkv)
+            block = s.amax(1)  # (n, t*Hkv)
             if partial.numel():
-                block[..., partial] = s[..., partial, :].masked_fill(invalid, float("-inf")).amax(-1)
+                block[partial] = s[partial].masked_fill(invalid[..., None], float("-inf")).amax(1)
+            scores[r : r + t] = block.T.reshape(t, Hkv, n)
     else:
         qg = q.float().view(T, Hkv, Hq // Hkv, d)
         if summary_mode == "mean":

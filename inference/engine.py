@@ -51,8 +51,8 @@ BUNDLED_DIR = pathlib.Path(__file__).resolve().parent / "bundled"
 # Live window on CPU (prefix, suffix tokens of the FIM prompt): each live token costs a scan of the whole
 # repository's index keys and dense-layer keys, so two CPU cores afford a few hundred; the open file's other
 # parts stay reachable through its segments of the repository cache. Other devices use the model's tail budget.
-LIVE_WINDOW_CPU = (384, 64)
-SNAP_TOKENS = 64  # the prefix's left edge moves in steps this large, so typing keeps the tail's KV
+LIVE_WINDOW_CPU = (384, 32)
+SNAP_TOKENS = 128  # the prefix's left edge moves in steps this large, so typing keeps the tail's KV
 
 
 def _resolve_device(device: str) -> torch.device:
