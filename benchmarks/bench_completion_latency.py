@@ -1,7 +1,7 @@
 """Inline-completion latency of the bundled model on this machine's CPU: 16 tokens with a ~50k-token repository
 cache, as the editor asks for it (the server's FIM windows), in two scenarios:
 
-- cold: a new cursor position in the open file each time (no tail KV to reuse);
+- cold: a new cursor position in the open file each time, the tail KV dropped before each request;
 - typing: a line retyped character by character at a few places of the open file, a completion after each
   keystroke (the tail KV of the previous request is reused up to the first changed token); the edited file is
   synced into the cache when the typist moves on, as the server does after BUFFER_SYNC_S of quiet (sync time
@@ -64,6 +64,7 @@ def cold(engine: Engine, live: str, path: str, runs: int, max_tokens: int) -> li
     out = []
     for i in cursors[::step][:runs]:
         column = len(lines[i]) - len(lines[i].lstrip())  # at the indentation, the rest of the line after it
+        engine.forget_tail()  # cold: nothing of an earlier request reused (nearby cursors would share a prefix)
         out.append(complete(engine, live, i, column, path, max_tokens))
     return out
 

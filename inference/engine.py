@@ -6,7 +6,9 @@ This is the API the worker calls; it knows nothing about LSP, sockets or editors
                     top_k_blocks=16, cache_dir=None, cache_max_bytes=20 << 30, repo_name="repo",
                     # extra knobs, all optional:
                     segment_cap=None, dense_layers=None, summary_mode="minmax",
-                    device_max_bytes=None, host_max_bytes=8 << 30, decode="auto")
+                    device_max_bytes=None, host_max_bytes=8 << 30, decode="auto",
+                    live_window=None)  # (prefix, suffix) tokens of the FIM prompt; None: LIVE_WINDOW_CPU on
+                                       # CPU, the model's tail budget elsewhere
     engine.info() -> dict(model, family, params, device, dtype, layout, attention, fim_format, fingerprint, window)
     engine.sync(add=[(path, content_hash, text), ...], drop=[path, ...])
         -> dict(prefilled_tokens, reused_segments, loaded_from_disk, segments, tokens)
@@ -18,6 +20,7 @@ This is the API the worker calls; it knows nothing about LSP, sockets or editors
     for piece in engine.generate(path, prompt, **same knobs as complete):  # plain continuation of `prompt`
         ...  # (no file header, no FIM tokens), left-truncated to the tail budget; sets last_stats like complete
     engine.score(path, text, start, end) -> [(token_text, start_char, logprob), ...]  # span [start, end) of text
+    engine.forget_tail()  # drop the live tail's KV (kept to reuse the common prefix of the next request)
     engine.stats() -> dict(segments, tokens, pages, bytes, host_bytes, evictions, disk={...}, devices={...})
 
 model_dir None = the bundled model in inference/bundled/ (raises FileNotFoundError when none is installed).
@@ -220,6 +223,10 @@ class Engine:
         tail.view_key = view_key
         tail.ids = tail.ids[:reuse]
         return reuse
+
+    def forget_tail(self) -> None:
+        """Drops the live tail's KV: the next request prefills its whole prompt."""
+        self._tail = None
 
     def _repo_attention(self, live_path: str):
         view = self.repo.view(live_path)
