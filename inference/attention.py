@@ -232,17 +232,22 @@ def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, 
     empty = pool.page_lens[pages] == 0
     if index_q is not None:
         keys, partial, invalid = _index_keys(pool, layer, view)  # (n*PAGE, d_idx)
-        rows = max(1, (1 << 22) // (Hkv * keys.shape[0]))  # ~16 MB of scores at once (stays in cache), one matmul each
-        scores = torch.empty(T, Hkv, n)
-        for r in range(0, T, rows):
-            qi = index_q[r : r + rows].float()
-            t = qi.shape[0]
-            # keys @ q^T streams the keys once (several times faster than q @ keys^T for few queries)
-            s = torch.mm(keys, qi.reshape(t * Hkv, -1).T).view(n, PAGE, t * Hkv)
-            block = s.amax(1)  # (n, t*Hkv)
-            if partial.numel():
-                block[partial] = s[partial].masked_fill(invalid[..., None], float("-inf")).amax(1)
-            scores[r : r + t] = block.T.reshape(t, Hkv, n)
+        rows = T * Hkv
+        q_t = index_q.float().reshape(rows, -1).T  # (d_idx, T*Hkv), a transposed view: faster in mm than a copy
+        blocks = max(1, (1 << 20) // (PAGE * rows))  # keys in chunks whose scores (~4 MB) stay in cache
+        if blocks >= n:  # few queries (decode): one pass over the keys
+            s = torch.mm(keys, q_t).view(n, PAGE, rows)
+            block = s.amax(1)
+            s = s[partial]
+        else:
+            block = torch.empty(n, rows)
+            for c in range(0, n, blocks):
+                torch.amax(torch.mm(keys[c * PAGE : (c + blocks) * PAGE], q_t).view(-1, PAGE, rows), 1,
+                           out=block[c : c + blocks])
+            s = torch.matmul(keys.view(n, PAGE, -1)[partial], q_t)
+        if partial.numel():  # slots past a page's end hold zeros: those pages' maxima again, masked
+            block[partial] = s.masked_fill(invalid[..., None], float("-inf")).amax(1)
+        scores = block.T.reshape(T, Hkv, n)
     else:
         qg = q.float().view(T, Hkv, Hq // Hkv, d)
         if summary_mode == "mean":
