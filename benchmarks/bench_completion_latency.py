@@ -106,10 +106,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="cold completions")
     parser.add_argument("--places", type=int, default=4, help="places retyped in the typing scenario")
     parser.add_argument("--chars", type=int, default=20, help="characters typed at each place")
+    parser.add_argument("--live-window", default="", metavar="PREFIX,SUFFIX",
+                        help="live window in tokens (default: the engine's for the device)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    engine = Engine(None, device="cpu")
+    window = tuple(int(x) for x in args.live_window.split(",")) if args.live_window else None
+    engine = Engine(None, device="cpu", live_window=window)
     files = repository(args.repo_tokens, engine)
     t0 = time.perf_counter()
     synced = engine.sync(add=files, drop=[])
