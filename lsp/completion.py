@@ -28,6 +28,7 @@ from lsp.worker_connection import WorkerError, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 PREFIX_CHARS, SUFFIX_CHARS = 6000, 2000
+WINDOW_STEP_CHARS = 512  # the prefix window's start snaps to multiples of this (then to the next line start)
 REQUEST_FAILED = -32803
 READY_WAIT_S = 5.0
 BUFFER_SYNC_S = 2.0
@@ -55,8 +56,9 @@ def build_request(text: str, line: int, column: int, path: str, *, prefix_chars:
     column = max(0, min(column, len(lines[line])))
     offset = sum(len(item) + 1 for item in lines[:line]) + column
     body = "\n".join(lines)
-    start = max(0, offset - prefix_chars)
-    prefix = body[start:offset]
+    step = max(1, min(WINDOW_STEP_CHARS, prefix_chars // 8))  # the start moves in coarse steps:
+    start = max(0, -(-(offset - prefix_chars) // step) * step)
+    prefix = body[start:offset]  # the prompt's start stays put while typing, so the worker reuses its tail KV
     if start > 0 and "\n" in prefix:
         prefix = prefix[prefix.index("\n") + 1:]
     end = min(len(body), offset + suffix_chars)
