@@ -48,9 +48,16 @@ from inference.kv_cache import PAGE, Segment  # noqa: E402
 log = logging.getLogger("bench_multigpu")
 
 
-def repo_files(tokens: int, per_file: int, tok) -> list[tuple[str, str, str]]:
+def file_shape(per_file: int, tok) -> tuple[int, int]:
+    """(lines, tokens) of one benchmark file of about `per_file` tokens, its tokens counted as it really encodes."""
     lines = max(1, int(20 * per_file / len(tok.encode(_code(0, 20)))))
-    return [(f"src/m{i:06d}.py", str(i), _code(i, lines)) for i in range(max(1, tokens // per_file))]
+    return lines, len(tok.encode(f"src/m{0:06d}.py\n" + _code(0, lines)))
+
+
+def repo_files(tokens: int, per_file: int, tok) -> list[tuple[str, str, str]]:
+    """As many files of about `per_file` tokens as make `tokens`."""
+    lines, actual = file_shape(per_file, tok)
+    return [(f"src/m{i:06d}.py", str(i), _code(i, lines)) for i in range(max(1, tokens // actual))]
 
 
 def placement(engine: Engine, files, world: int) -> list[int]:
@@ -66,8 +73,9 @@ def placement(engine: Engine, files, world: int) -> list[int]:
 
 
 @torch.inference_mode()
-def fill_random(engine: Engine, files) -> int:
-    """Put `files` into the engine's repository cache with random KV (no prefill); returns pages filled."""
+def fill_random(engine: Engine, files, grow: bool = True) -> int:
+    """Put `files` into the engine's repository cache with random KV (no prefill); returns pages filled. Without
+    `grow` a pool too small is an error (growing copies the whole pool, which cannot fit at the fit size)."""
     repo, pool, store, tok = engine.repo, engine.pool, engine.store, engine.tok
     for path, _, text in files:
         repo.files[path] = text
@@ -77,6 +85,8 @@ def fill_random(engine: Engine, files) -> int:
         specs.append((path, tok.encode(header + text), tok.encode(header), layouts.text_key(path, text)))
     parts = layouts.plan(repo.layout, specs, prefix_len=repo.prefix_len, cap=repo.cap, layout_key=repo.layout_key)
     need = sum((p.n_kept + PAGE - 1) // PAGE for p in parts)
+    if need > len(pool.free) and not grow:
+        raise RuntimeError(f"the fit phase needs {need} pages, the pre-sized pool has {len(pool.free)} free")
     if need > len(pool.free):
         log.info("page pool grows to hold %d more pages", need)
         pool.release(pool.alloc(need))  # grow once
@@ -224,14 +234,14 @@ def run(args) -> dict | None:
     if plan:  # the pool is sized once, before anything is stored: growing it later would copy it
         engine.pool.release(engine.pool.alloc(max(0, plan["pool_tokens_per_gpu"] // PAGE - engine.pool.used_pages)))
     files = repo_files(max(args.tokens, plan["repo_tokens"] if plan else 0), args.per_file, engine.tok)
-    n_base = max(1, args.tokens // args.per_file)
+    n_base = max(1, args.tokens // file_shape(args.per_file, engine.tok)[1])
     owners = placement(engine, files, world)
     mine = [[f for i, (f, r) in enumerate(zip(files, owners)) if r == rank and (i < n_base) == base]
             for base in (True, False)]
     t = time.perf_counter()
     fill_random(engine, mine[0])
     if comm is not None:  # a follower: rank 0's commands from here on
-        cp_engine.serve_commands(engine, comm, {"bench-fill": lambda e, _: fill_random(e, mine[1])})
+        cp_engine.serve_commands(engine, comm, {"bench-fill": lambda e, _: fill_random(e, mine[1], grow=False)})
         return None
     info = engine.sync(files[:n_base], [])
     _sync_all()
@@ -253,9 +263,9 @@ def run(args) -> dict | None:
         try:
             t = time.perf_counter()
             if world > 1:
-                engine.command("bench-fill", None, lambda: fill_random(engine, mine[1]))
+                engine.command("bench-fill", None, lambda: fill_random(engine, mine[1], grow=False))
             else:
-                fill_random(engine, mine[1])
+                fill_random(engine, mine[1], grow=False)
             info = engine.sync(files, [])
             _sync_all()
             fit.update(filled_tokens=info["tokens"], fill_s=round(time.perf_counter() - t, 1))
