@@ -9,8 +9,9 @@ Launch 2, `sparse_decode_merged`: the flash-decoding splits of `kernels.sparse_d
 bf16/fp16 or float8_e4m3fn with one fp32 scale per (page, KV head) folded into the scores and the P·V product;
 the last split of each (row, group) to arrive merges the partials by log-sum-exp in the same launch.
 Counters live in a per-device buffer made on the first (uncaptured) call; grids and buffers depend only on
-shapes, so both launches capture in a CUDA graph. Semantics: `kernels.reference` (topk_blocks, sparse_decode
-with k_scale/v_scale). Not here: the unfused kernels (kept for comparison), fp8 quantisation (`kernels.fp8_kv`).
+shapes, so both launches capture in a CUDA graph. Any head dim works: tiles are padded to a power of two and
+masked. Semantics: `kernels.reference` (topk_blocks, sparse_decode with k_scale/v_scale). Not here: the unfused
+kernels (kept for comparison), fp8 quantisation (`kernels.fp8_kv`).
 """
 
 from __future__ import annotations
@@ -65,22 +66,23 @@ def _summary_topk_kernel(
     need = in_table & (blk < L)  # history blocks only; the rest is never read
     phys = tl.load(bt_ptr + row * s_btb + blk, mask=need, other=0)
     s = tl.zeros([CH], tl.float32)
-    for d0 in tl.static_range(0, D, DC):
+    for d0 in tl.static_range(0, D, DC):  # DC a power of two; a last partial slice is masked
         dd = d0 + tl.arange(0, DC)
+        dm = dd < D
         qp = tl.zeros([DC], tl.float32)
         qn = tl.zeros([DC], tl.float32)
         for g in tl.static_range(G):
-            qg = tl.load(q_ptr + row * s_qb + (h * G + g) * s_qh + dd).to(tl.float32)
+            qg = tl.load(q_ptr + row * s_qb + (h * G + g) * s_qh + dd, mask=dm, other=0.0).to(tl.float32)
             if MINMAX:
                 qp += tl.maximum(qg, 0.0)
                 qn += tl.minimum(qg, 0.0)
             else:
                 qp += qg
         offs = phys[:, None] * s_sp + h * s_sh + dd[None, :]
-        khi = tl.load(hi_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)
+        khi = tl.load(hi_ptr + offs, mask=need[:, None] & dm[None, :], other=0.0).to(tl.float32)
         s += tl.sum(khi * qp[None, :], axis=1)
         if MINMAX:
-            klo = tl.load(lo_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)
+            klo = tl.load(lo_ptr + offs, mask=need[:, None] & dm[None, :], other=0.0).to(tl.float32)
             s += tl.sum(klo * qn[None, :], axis=1)
     ok = need
     if HAS_PLEN:
@@ -131,10 +133,11 @@ def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode
     assert hi.stride(2) == 1 and lo.stride() == hi.stride() and q.stride(2) == 1 and block_table.stride(1) == 1
     assert k > sink_blocks + local_blocks - 1 and local_blocks >= 1, (k, sink_blocks, local_blocks)
     NB = block_table.shape[1]
+    assert block_pages & (block_pages - 1) == 0 and dim_chunk & (dim_chunk - 1) == 0, (block_pages, dim_chunk)
     n_pick = k - sink_blocks - local_blocks
     np_pad = triton.next_power_of_2(max(n_pick, 1))
     block_pages = max(np_pad, min(block_pages, triton.next_power_of_2(NB)))
-    dim_chunk = min(dim_chunk, D)
+    dim_chunk = min(dim_chunk, triton.next_power_of_2(D))
     n_chunks = triton.cdiv(NB, block_pages)
     dev = q.device
     scores = torch.empty(B, Hkv, NB, device=dev, dtype=torch.float32)
@@ -161,7 +164,7 @@ def _attn_merge_kernel(
     HKV, NSEL, NS, qk_scale,
     s_qb, s_qh, s_kp, s_kh, s_kt, s_vp, s_vh, s_vt, s_sp, s_sh, s_btb, s_rb, s_rh,
     s_pb, s_ph, s_ps, s_lb, s_lh, s_ls, s_ob, s_oh, s_fb, s_fh,
-    G: tl.constexpr, G_PAD: tl.constexpr, MG: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
+    G: tl.constexpr, G_PAD: tl.constexpr, MG: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
     SUB: tl.constexpr, UNITS: tl.constexpr, NS_PAD: tl.constexpr, SC: tl.constexpr,
     RESOLVED: tl.constexpr, HAS_PLEN: tl.constexpr, SCALED: tl.constexpr, IEEE: tl.constexpr, DIRECT: tl.constexpr,
     PDL: tl.constexpr,
@@ -172,10 +175,11 @@ def _attn_merge_kernel(
     h = pid % HKV
     split = tl.program_id(1)
     gg = tl.arange(0, G_PAD)
-    dd = tl.arange(0, D)
+    dd = tl.arange(0, D_PAD)
+    dm = dd < D  # head dims padded up to a power of two are masked
     nn = tl.arange(0, BLOCK_N)
     qh = h * G + gg
-    q = tl.load(q_ptr + row * s_qb + qh[:, None] * s_qh + dd[None, :], mask=gg[:, None] < G, other=0.0)
+    q = tl.load(q_ptr + row * s_qb + qh[:, None] * s_qh + dd[None, :], mask=(gg[:, None] < G) & dm[None, :], other=0.0)
     if not SCALED:
         q = q.to(k_ptr.dtype.element_ty)  # bf16/fp16/fp32 pages: the dot runs in the cache's dtype
     if PDL:  # launched early: everything below (reads of the selection, every write) waits for the previous launch
@@ -183,7 +187,7 @@ def _attn_merge_kernel(
     seq = tl.load(seq_ptr + row)
     m_i = tl.full([G_PAD], -1.0e30, tl.float32)
     l_i = tl.zeros([G_PAD], tl.float32)
-    acc = tl.zeros([G_PAD, D], tl.float32)
+    acc = tl.zeros([G_PAD, D_PAD], tl.float32)
     for u in range(split * UNITS, split * UNITS + UNITS):
         slot = u // SUB
         part = u % SUB
@@ -199,8 +203,8 @@ def _attn_merge_kernel(
             count = tl.where(blk >= 0, count, 0)
         tok = part * BLOCK_N + nn
         vis = tok < count
-        k = tl.load(k_ptr + phys * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=vis[:, None], other=0.0)
-        v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=vis[:, None], other=0.0)
+        k = tl.load(k_ptr + phys * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
+        v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
         k = k.to(q.dtype)
         v = v.to(q.dtype)
         if IEEE:
@@ -229,10 +233,10 @@ def _attn_merge_kernel(
     lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
     gmask = gg < G
     if DIRECT:  # one split: no partials, no merge
-        tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None])
+        tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None] & dm[None, :])
         tl.store(lse_ptr + row * s_fb + qh * s_fh, lse2 * 0.6931471805599453, mask=gmask)
     else:
-        tl.store(po_ptr + row * s_pb + qh[:, None] * s_ph + split * s_ps + dd[None, :], out, mask=gmask[:, None])
+        tl.store(po_ptr + row * s_pb + qh[:, None] * s_ph + split * s_ps + dd[None, :], out, mask=gmask[:, None] & dm[None, :])
         tl.store(plse_ptr + row * s_lb + qh * s_lh + split * s_ls, lse2, mask=gmask)
         tl.debug_barrier()  # every thread's partial is written before the release below
         arrived = tl.atomic_add(cnt_ptr + pid, 1, sem="acq_rel", scope="gpu")
@@ -245,18 +249,18 @@ def _attn_merge_kernel(
             m = tl.max(lse_all, axis=1)
             m = tl.where(m == float("-inf"), 0.0, m)
             den = tl.sum(tl.exp2(lse_all - m[:, None]), axis=1)
-            tot = tl.zeros([MG, D], tl.float32)
+            tot = tl.zeros([MG, D_PAD], tl.float32)
             for s0 in range(0, NS, SC):
                 sc = s0 + tl.arange(0, SC)
                 ok = (mg[:, None] < G) & (sc[None, :] < NS)
                 w = tl.exp2(tl.load(plse_ptr + row * s_lb + mh[:, None] * s_lh + sc[None, :] * s_ls, mask=ok,
                                     other=float("-inf"), cache_modifier=".cg") - m[:, None])
                 piece = tl.load(po_ptr + row * s_pb + mh[:, None, None] * s_ph + sc[None, :, None] * s_ps + dd[None, None, :],
-                               mask=ok[:, :, None], other=0.0, cache_modifier=".cg")
+                               mask=ok[:, :, None] & dm[None, None, :], other=0.0, cache_modifier=".cg")
                 tot += tl.sum(piece * w[:, :, None], axis=1)
             nonzero = den > 0
             fin = tot / tl.where(nonzero, den, 1.0)[:, None]
-            tl.store(o_ptr + row * s_ob + mh[:, None] * s_oh + dd[None, :], fin.to(o_ptr.dtype.element_ty), mask=(mg < G)[:, None])
+            tl.store(o_ptr + row * s_ob + mh[:, None] * s_oh + dd[None, :], fin.to(o_ptr.dtype.element_ty), mask=(mg < G)[:, None] & dm[None, :])
             tl.store(lse_ptr + row * s_fb + mh * s_fh,
                      tl.where(nonzero, (m + tl.log2(tl.where(nonzero, den, 1.0))) * 0.6931471805599453, float("-inf")), mask=mg < G)
             tl.atomic_xchg(cnt_ptr + pid, 0)
@@ -315,7 +319,7 @@ def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *
         ks.stride(0) if scaled else 0, ks.stride(1) if scaled else 0, block_table.stride(0), selected.stride(0), selected.stride(1),
         po.stride(0), po.stride(1), po.stride(2) if splits > 1 else 0, plse.stride(0), plse.stride(1), plse.stride(2) if splits > 1 else 0,
         out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
-        G=G, G_PAD=max(16, triton.next_power_of_2(G)), MG=max(2, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n,
+        G=G, G_PAD=max(16, triton.next_power_of_2(G)), MG=max(2, triton.next_power_of_2(G)), D=D, D_PAD=max(16, triton.next_power_of_2(D)), BLOCK_N=block_n,
         SUB=PAGE // block_n, UNITS=units_per_split, NS_PAD=max(2, triton.next_power_of_2(splits)),
         SC=max(2, min(merge_splits, triton.next_power_of_2(splits))), RESOLVED=resolved, HAS_PLEN=page_lens is not None,
         SCALED=scaled, IEEE=k_cache.dtype == torch.float32, DIRECT=splits == 1, PDL=pdl, num_warps=num_warps, num_stages=num_stages,

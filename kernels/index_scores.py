@@ -23,7 +23,7 @@ def _index_scores_kernel(
     q_ptr, k_ptr, bt_ptr, seq_ptr, plen_ptr, out_ptr,
     B, NB,
     s_qb, s_qh, s_kp, s_kt, s_btb, s_ob, s_oh,
-    H: tl.constexpr, H_PAD: tl.constexpr, D: tl.constexpr, ROWS: tl.constexpr, M: tl.constexpr,
+    H: tl.constexpr, H_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, ROWS: tl.constexpr, M: tl.constexpr,
     PAGES: tl.constexpr, HAS_PLEN: tl.constexpr, IEEE: tl.constexpr,
 ):
     """Program (row tile, page chunk): rows [ROWS*pid0, +ROWS) share one block table (ROWS > 1 only then)."""
@@ -35,14 +35,15 @@ def _index_scores_kernel(
     rvalid = (r < ROWS * H_PAD) & (rr < B) & (hh < H)
     seq = tl.load(seq_ptr + rr, mask=rvalid, other=0)
     local = tl.where(seq > 0, (seq - 1) // PAGE_C, -1)
-    dd = tl.arange(0, D)
-    q = tl.load(q_ptr + rr[:, None] * s_qb + hh[:, None] * s_qh + dd[None, :], mask=rvalid[:, None], other=0.0)
+    dd = tl.arange(0, D_PAD)
+    dm = dd < D  # index dims padded up to a power of two are masked
+    q = tl.load(q_ptr + rr[:, None] * s_qb + hh[:, None] * s_qh + dd[None, :], mask=rvalid[:, None] & dm[None, :], other=0.0)
     tok = tl.arange(0, PAGE_C)
     hi = tl.minimum(b0 + PAGES, tl.max(local, 0))  # blocks below every row's local block bound the loop
     hi = tl.minimum(hi, NB)
     for b in range(b0, hi):
         phys = tl.load(bt_ptr + row0 * s_btb + b)
-        k = tl.load(k_ptr + phys * s_kp + tok[:, None] * s_kt + dd[None, :])  # [PAGE_C, D]
+        k = tl.load(k_ptr + phys * s_kp + tok[:, None] * s_kt + dd[None, :], mask=dm[None, :], other=0.0)  # [PAGE_C, D_PAD]
         if IEEE:
             s = tl.dot(q.to(k.dtype), tl.trans(k), input_precision="ieee")  # [M, PAGE_C]
         else:
@@ -64,7 +65,7 @@ def _summary_scores_kernel(
     q_ptr, hi_ptr, lo_ptr, bt_ptr, seq_ptr, plen_ptr, out_ptr,
     B, NB,
     s_qb, s_qh, s_sp, s_sh, s_btb, s_ob, s_oh,
-    G: tl.constexpr, D: tl.constexpr, ROWS: tl.constexpr, BLOCK_P: tl.constexpr,
+    G: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, ROWS: tl.constexpr, BLOCK_P: tl.constexpr,
     MINMAX: tl.constexpr, HAS_PLEN: tl.constexpr,
 ):
     """Program (row tile, kv head, page chunk): scores of BLOCK_P pages for ROWS rows (shared table if ROWS > 1)."""
@@ -72,7 +73,8 @@ def _summary_scores_kernel(
     h = tl.program_id(1)
     blk = tl.program_id(2) * BLOCK_P + tl.arange(0, BLOCK_P)
     in_table = blk < NB
-    dd = tl.arange(0, D)
+    dd = tl.arange(0, D_PAD)
+    dm = dd < D  # head dims padded up to a power of two are masked
     phys = tl.load(bt_ptr + row0 * s_btb + blk, mask=in_table, other=0)
     # pages beyond every row's history are never read
     seq_max = tl.load(seq_ptr + row0)
@@ -80,19 +82,19 @@ def _summary_scores_kernel(
         seq_max = tl.maximum(seq_max, tl.load(seq_ptr + tl.minimum(row0 + i, B - 1)))
     need = in_table & (blk < (seq_max - 1) // PAGE_C)
     offs = phys[:, None] * s_sp + h * s_sh + dd[None, :]
-    khi = tl.load(hi_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)  # kmax or kmean [BLOCK_P, D]
+    khi = tl.load(hi_ptr + offs, mask=need[:, None] & dm[None, :], other=0.0).to(tl.float32)  # kmax or kmean [BLOCK_P, D]
     if MINMAX:
-        klo = tl.load(lo_ptr + offs, mask=need[:, None], other=0.0).to(tl.float32)
+        klo = tl.load(lo_ptr + offs, mask=need[:, None] & dm[None, :], other=0.0).to(tl.float32)
     if HAS_PLEN:
         plen = tl.load(plen_ptr + phys, mask=need, other=0)
     for i in tl.static_range(ROWS):
         row = row0 + i
         if row < B:
             seq = tl.load(seq_ptr + row)
-            qp = tl.zeros([D], tl.float32)
-            qn = tl.zeros([D], tl.float32)
+            qp = tl.zeros([D_PAD], tl.float32)
+            qn = tl.zeros([D_PAD], tl.float32)
             for g in tl.static_range(G):
-                qg = tl.load(q_ptr + row * s_qb + (h * G + g) * s_qh + dd).to(tl.float32)
+                qg = tl.load(q_ptr + row * s_qb + (h * G + g) * s_qh + dd, mask=dm, other=0.0).to(tl.float32)
                 if MINMAX:
                     qp += tl.maximum(qg, 0.0)
                     qn += tl.minimum(qg, 0.0)
@@ -130,7 +132,7 @@ def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=No
         B, NB,
         q_idx.stride(0), q_idx.stride(1), index_k_cache.stride(0), index_k_cache.stride(1), block_table.stride(0),
         out.stride(0), out.stride(1),
-        H=H, H_PAD=h_pad, D=D, ROWS=rows, M=m, PAGES=pages_per_program,
+        H=H, H_PAD=h_pad, D=D, D_PAD=max(16, triton.next_power_of_2(D)), ROWS=rows, M=m, PAGES=pages_per_program,
         HAS_PLEN=page_lens is not None, IEEE=index_k_cache.dtype == torch.float32,
         num_warps=num_warps, num_stages=num_stages,
     )
@@ -154,7 +156,7 @@ def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mo
         q, hi, lo, block_table, seq, page_lens if page_lens is not None else seq, out,
         B, NB,
         q.stride(0), q.stride(1), hi.stride(0), hi.stride(1), block_table.stride(0), out.stride(0), out.stride(1),
-        G=Hq // Hkv, D=D, ROWS=rows, BLOCK_P=block_pages, MINMAX=mode == "minmax", HAS_PLEN=page_lens is not None,
+        G=Hq // Hkv, D=D, D_PAD=triton.next_power_of_2(D), ROWS=rows, BLOCK_P=block_pages, MINMAX=mode == "minmax", HAS_PLEN=page_lens is not None,
         num_warps=num_warps,
     )
     return out

@@ -6,6 +6,7 @@ online softmax in base 2, then writes a partial output and log2-sum-exp. A merge
 head) combines the splits. With a single split the first kernel writes the final output itself. Grid and
 buffers depend only on shapes, so a decode step captures in a CUDA graph. Prefill of a chunk of queries is
 the same kernel over rows that share a block table (one split per row, no merge).
+Head dims that are not powers of two are padded (D_PAD) and masked.
 Semantics: `kernels.reference.sparse_decode` / `sparse_prefill` / `dense_decode`. Not here: choosing blocks.
 """
 
@@ -27,21 +28,22 @@ def _sparse_attn_kernel(
     HKV, NSEL, qk_scale,
     s_qb, s_qh, s_kp, s_kh, s_kt, s_vp, s_vh, s_vt, s_btb, s_sb, s_sh,
     s_ob, s_oh, s_os, s_lb, s_lh,
-    G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, UNITS: tl.constexpr,
+    G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr, UNITS: tl.constexpr,
     HAS_PLEN: tl.constexpr, DIRECT: tl.constexpr, IEEE: tl.constexpr,
 ):
     row = tl.program_id(0) // HKV
     h = tl.program_id(0) % HKV
     split = tl.program_id(1)
     gg = tl.arange(0, G_PAD)
-    dd = tl.arange(0, D)
+    dd = tl.arange(0, D_PAD)
+    dm = dd < D  # head dims padded up to a power of two are masked
     nn = tl.arange(0, BLOCK_N)
     qh = h * G + gg
-    q = tl.load(q_ptr + row * s_qb + qh[:, None] * s_qh + dd[None, :], mask=gg[:, None] < G, other=0.0)
+    q = tl.load(q_ptr + row * s_qb + qh[:, None] * s_qh + dd[None, :], mask=(gg[:, None] < G) & dm[None, :], other=0.0)
     seq = tl.load(seq_ptr + row)
     m_i = tl.full([G_PAD], -1.0e30, tl.float32)
     l_i = tl.zeros([G_PAD], tl.float32)
-    acc = tl.zeros([G_PAD, D], tl.float32)
+    acc = tl.zeros([G_PAD, D_PAD], tl.float32)
     for u in range(split * UNITS, split * UNITS + UNITS):
         slot = u // SUB
         part = u % SUB
@@ -53,8 +55,8 @@ def _sparse_attn_kernel(
         count = tl.where(blk >= 0, count, 0)
         tok = part * BLOCK_N + nn
         vis = tok < count
-        k = tl.load(k_ptr + phys * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=vis[:, None], other=0.0)
-        v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=vis[:, None], other=0.0)
+        k = tl.load(k_ptr + phys * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
+        v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
         if IEEE:
             s = tl.dot(q.to(k.dtype), tl.trans(k), input_precision="ieee")
         else:
@@ -74,10 +76,10 @@ def _sparse_attn_kernel(
     lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
     gmask = gg < G
     if DIRECT:
-        tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None])
+        tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None] & dm[None, :])
         tl.store(lse_ptr + row * s_lb + qh * s_lh, lse2 * 0.6931471805599453, mask=gmask)
     else:
-        tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + split * s_os + dd[None, :], out, mask=gmask[:, None])
+        tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + split * s_os + dd[None, :], out, mask=gmask[:, None] & dm[None, :])
         tl.store(lse_ptr + row * s_lb + qh * s_lh + split, lse2, mask=gmask)
 
 
@@ -86,20 +88,21 @@ def _merge_kernel(
     po_ptr, plse_ptr, o_ptr, lse_ptr,
     HQ, NS,
     s_pb, s_ph, s_ps, s_lb, s_lh, s_ob, s_oh, s_fb, s_fh,
-    D: tl.constexpr, NS_PAD: tl.constexpr,
+    D: tl.constexpr, D_PAD: tl.constexpr, NS_PAD: tl.constexpr,
 ):
     row = tl.program_id(0) // HQ
     h = tl.program_id(0) % HQ
     ss = tl.arange(0, NS_PAD)
-    dd = tl.arange(0, D)
+    dd = tl.arange(0, D_PAD)
+    dm = dd < D
     lse = tl.load(plse_ptr + row * s_lb + h * s_lh + ss, mask=ss < NS, other=float("-inf"))
     m = tl.max(lse, axis=0)
     m = tl.where(m == float("-inf"), 0.0, m)
     w = tl.exp2(lse - m)
     den = tl.sum(w, axis=0)
-    part = tl.load(po_ptr + row * s_pb + h * s_ph + ss[:, None] * s_ps + dd[None, :], mask=(ss < NS)[:, None], other=0.0)
+    part = tl.load(po_ptr + row * s_pb + h * s_ph + ss[:, None] * s_ps + dd[None, :], mask=(ss < NS)[:, None] & dm[None, :], other=0.0)
     out = tl.sum(part * w[:, None], axis=0) / tl.where(den > 0, den, 1.0)
-    tl.store(o_ptr + row * s_ob + h * s_oh + dd, out.to(o_ptr.dtype.element_ty))
+    tl.store(o_ptr + row * s_ob + h * s_oh + dd, out.to(o_ptr.dtype.element_ty), mask=dm)
     total = tl.where(den > 0, (m + tl.log2(tl.where(den > 0, den, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(lse_ptr + row * s_fb + h * s_fh, total)
 
@@ -135,7 +138,7 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), block_table.stride(0), selected.stride(0), selected.stride(1),
         po.stride(0), po.stride(1), s_os, plse.stride(0), plse.stride(1),
-        G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=D, BLOCK_N=block_n, SUB=PAGE // block_n, UNITS=units_per_split,
+        G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=D, D_PAD=max(16, triton.next_power_of_2(D)), BLOCK_N=block_n, SUB=PAGE // block_n, UNITS=units_per_split,
         HAS_PLEN=page_lens is not None, DIRECT=direct, IEEE=k_cache.dtype == torch.float32,
         num_warps=num_warps, num_stages=num_stages,
     )
@@ -145,7 +148,7 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
             Hq, splits,
             po.stride(0), po.stride(1), po.stride(2), plse.stride(0), plse.stride(1),
             out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
-            D=D, NS_PAD=max(2, triton.next_power_of_2(splits)), num_warps=4,
+            D=D, D_PAD=triton.next_power_of_2(D), NS_PAD=max(2, triton.next_power_of_2(splits)), num_warps=4,
         )
     return (out, lse) if return_lse else out
 

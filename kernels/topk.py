@@ -99,6 +99,7 @@ def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=
     B, H, NB = scores.shape
     assert scores.dtype == torch.float32 and scores.stride(2) == 1
     assert k > sink_blocks + local_blocks - 1 and local_blocks >= 1, (k, sink_blocks, local_blocks)
+    assert chunk & (chunk - 1) == 0, f"chunk must be a power of two, not {chunk}"
     n_pick = k - sink_blocks - local_blocks
     np_pad = triton.next_power_of_2(max(n_pick, 1))
     chunk = max(np_pad, min(chunk, triton.next_power_of_2(max(NB, 16))))

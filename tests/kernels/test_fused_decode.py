@@ -188,7 +188,7 @@ def test_ops_switch_runs_the_fused_step_and_the_reference_alike():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("G,Hkv,d", [(7, 4, 128), (16, 4, 128), (1, 8, 64), (4, 2, 64)])
+@pytest.mark.parametrize("G,Hkv,d", [(7, 4, 128), (16, 4, 128), (1, 8, 64), (4, 2, 64), (2, 2, 24), (7, 4, 80)])  # 24, 80: padded dims
 @pytest.mark.parametrize("fp8", [False, True])
 def test_gpu_fused_step_bf16_full_size_and_graph_replay(G, Hkv, d, fp8):
     g = torch.Generator().manual_seed(40 + G)

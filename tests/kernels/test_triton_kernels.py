@@ -203,7 +203,7 @@ def test_gpu_index_scores_and_topk_full_size(n_tokens):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("G,Hkv,d", [(7, 4, 128), (16, 4, 128), (1, 8, 64), (4, 2, 64)])
+@pytest.mark.parametrize("G,Hkv,d", [(7, 4, 128), (16, 4, 128), (1, 8, 64), (4, 2, 64), (2, 2, 24), (7, 4, 80)])  # 24, 80: padded dims
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_gpu_decode_pipeline_bf16_and_graph_replay(G, Hkv, d, dtype):
     g = torch.Generator().manual_seed(21 + G)
