@@ -4,14 +4,15 @@ Each rank holds some segments. Their blocks carry global block ids: the ids one 
 prefix first, then the files in sync order), so every rank reads its own blocks in ascending global order.
 Per layer:
 - dense (dense mode, or a dense layer of the model): each rank attends to all its own tokens;
-- sparse (MSA): each rank scores its own blocks and keeps its local top-(k-1) candidates (ties to the lower id);
-  ranks all-gather the candidates' (score, global id) in one collective; every rank picks the same global
-  top-(k-1) from them, ordered by score, then lower global id (the one-rank rule), and attends to the picked blocks it owns.
-The partial (out, lse) of every rank is all-gathered and merged by log-sum-exp in rank order on every rank, so all
-ranks continue with bit-identical hidden states. The live tail's own attention is added to rank 0's part only.
-These steps are module functions, shared with the fixed-shape decode step (inference/cp_decode_graph.py).
-Non-job: who owns which segment (inference/cp_engine.py), the collectives themselves (inference/distributed.py).
-"""
+- sparse (MSA): each rank scores its own blocks and keeps its local top-(k-1) candidates as int64 keys that order
+  (score descending, global id ascending); ranks all-gather the keys in one collective; a candidate is picked iff
+  fewer than k-1 keys of all ranks are above it, which is the global top-(k-1) by score, then lower global id (the
+  one-rank rule), the same on every rank; each rank attends to the picked blocks it owns.
+The partial (out, lse) of every rank, and beside rank 0's the live tail's own (only rank 0 holds the tail), are
+all-gathered and merged by log-sum-exp in rank order on every rank, so all ranks continue with bit-identical
+hidden states. These steps are module functions, shared with the fixed-shape decode step
+(inference/cp_decode_graph.py).
+Non-job: who owns which segment (inference/cp_engine.py), the collectives themselves (inference/distributed.py)."""
 
 from __future__ import annotations
 
@@ -114,30 +115,35 @@ class ShardedRepoAttention:
             scores = self._scores(layer, q, index_q)
         else:
             scores = torch.full((T, Hkv, 0), NEG_INF, device=q.device)
-        picks = pick_global(self._gather(local_candidates(scores, gids, k1)), k1)
-        self._count_tensor(T, (picks >= 0).sum())
-        return local_selection(picks, gids) if view.n_blocks else picks
+        keys, ids = local_candidates(scores, gids.to(q.device), k1)
+        gathered = candidate_buffer(self.comm.world, keys.shape, keys.device)
+        self._gather(keys, gathered[:-1])
+        self._count_tensor(T, count_picks(gathered, k1))
+        return torch.where(picked(gathered, keys, k1), ids, -1)  # local ids, -1 = picked elsewhere / none
 
     def _attend_selected(self, layer, q, selected) -> tuple[torch.Tensor, torch.Tensor]:
         pool, view = self.pool, self.shard.view
         if q.is_cuda if self.use_kernels is None else self.use_kernels:
             positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
             rows, seq_lens = ref.prefill_rows(view.block_table, positions)
-            return attend_selected_pages(q, pool, layer, rows, seq_lens, selected)
+            out, lse = attend_selected_pages(q, pool, layer, rows, seq_lens, selected)
+            return out.float(), lse
         return attend_blocks(q, pool, layer, view, selected)
 
     # ---- across ranks ----------------------------------------------------------------------------------
-    def combine(self, part: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Merge every rank's (out, lse) -> out fp32 [T, Hq, d], identical on every rank."""
-        return merge_ranks(self._gather(pack_partial(*part)))
+    def combine(self, part: tuple[torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """Merge every rank's (out, lse) and the live tail's `own` (rank 0) -> out fp32 [T, Hq, d], identical on
+        every rank."""
+        return merge_ranks(self._gather(pack_parts(part, own)).flatten(0, 1))
 
-    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _gather(self, tensor: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         if not self.timer.enabled:
-            return self.comm.all_gather(tensor)
+            return self.comm.all_gather(tensor, out=out)
         if tensor.is_cuda:
             torch.cuda.synchronize(tensor.device)
         t0 = time.perf_counter()
-        out = self.comm.all_gather(tensor)
+        out = self.comm.all_gather(tensor, out=out)
         if tensor.is_cuda:
             torch.cuda.synchronize(tensor.device)
         self.timer.seconds += time.perf_counter() - t0
@@ -154,61 +160,94 @@ class ShardedRepoAttention:
 
 
 # ---- the steps shared by this general forward and the fixed-shape decode step (inference/cp_decode_graph.py) ----
-def local_candidates(scores: torch.Tensor, gids: torch.Tensor, k1: int) -> torch.Tensor:
-    """This rank's best k1 blocks per (query, group), packed for one all-gather: float64 [T, Hkv, k1, 2] holding
-    (score, global id), (-inf, -1) where there are fewer. scores fp32 [T, Hkv, W] in local order (= ascending
-    global order, so a stable sort breaks ties to the lower id), -inf for blocks never to pick; gids int64 [W]
-    (entries at -inf scores, e.g. padding, are never read)."""
+# A candidate travels as one int64 key that orders (score descending, global id ascending): the score's fp32 bits
+# made monotone in the high word, 2^31 - 1 - global id in the low word. Keys of distinct blocks are distinct, so
+# "fewer than k1 keys above mine" is exactly "in the global top-k1, ties to the lower id" (the one-rank rule).
+ID_LIMIT = 1 << 31  # global block ids stay below this
+KEY_FLOOR = -0x7F7FFFFF << 32  # the smallest key of a finite score; -inf scores and padding key below it
+NO_KEY = KEY_FLOOR - 1  # the sentinel row of a candidate buffer: above every -inf key, below every finite one
+PAD_KEY = torch.iinfo(torch.int64).min
+
+
+def id_low_words(gids: torch.Tensor) -> torch.Tensor:
+    """Global ids int64 -> the low words of their keys (2^31 - 1 - id, so that a lower id keys higher)."""
+    return (ID_LIMIT - 1) - gids
+
+
+def block_keys(scores: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """int64 keys of fp32 scores [..., n] and their blocks' low words [n]; -inf and padding key below KEY_FLOOR.
+    High word: the score's magnitude bits, negated for a negative score (so -0.0 and +0.0 tie, as they compare)."""
+    bits = scores.view(torch.int32)
+    sign = bits >> 31  # 0 or -1; (m ^ -1) - (-1) = -m
+    return torch.add(low, ((bits & 0x7FFFFFFF) ^ sign) - sign, alpha=1 << 32)
+
+
+def local_candidates(scores: torch.Tensor, gids: torch.Tensor, k1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's best k1 blocks per (query, group): (keys int64 [T, Hkv, k1] for one all-gather, local ids
+    [T, Hkv, k1]); PAD_KEY and -1 where the rank has fewer blocks. scores fp32 [T, Hkv, W] in local order; gids
+    int64 [W] ascending global ids (-inf scores are never picked)."""
     T, Hkv, W = scores.shape
-    best = torch.sort(scores.float(), dim=-1, descending=True, stable=True)
-    m = min(k1, W)
-    s = best.values[..., :m].double()
-    ids = torch.where(torch.isneginf(s), -1.0, gids[best.indices[..., :m]].double())
-    packed = torch.stack([s, ids], dim=-1)
-    if m < k1:
-        pad = torch.full((T, Hkv, k1 - m, 2), -1.0, dtype=torch.float64, device=scores.device)
-        pad[..., 0] = NEG_INF  # no host-to-device copy: the step may be under CUDA graph capture
-        packed = torch.cat([packed, pad], dim=2)
-    return packed
+    keys, ids = block_keys(scores.float(), id_low_words(gids[:W])).topk(min(k1, W), dim=-1)
+    if W < k1:
+        keys = torch.cat([keys, torch.full((T, Hkv, k1 - W), PAD_KEY, dtype=keys.dtype, device=keys.device)], -1)
+        ids = torch.cat([ids, torch.full((T, Hkv, k1 - W), -1, dtype=ids.dtype, device=ids.device)], -1)
+    return keys, ids
 
 
-def pick_global(gathered: torch.Tensor, k1: int) -> torch.Tensor:
-    """Every rank's candidates [R, T, Hkv, k1, 2] -> the global picks int64 [T, Hkv, k1] (global ids, -1 = none):
-    the k1 best by score, ties to the lower id (the one-rank rule); the same on every rank."""
-    T, Hkv = gathered.shape[1:3]
-    all_s = gathered[..., 0].permute(1, 2, 0, 3).reshape(T, Hkv, -1)
-    all_id = gathered[..., 1].permute(1, 2, 0, 3).reshape(T, Hkv, -1).long()
-    by_id = torch.sort(torch.where(all_id < 0, torch.iinfo(torch.int64).max, all_id), dim=-1, stable=True).indices
-    all_s, all_id = all_s.gather(-1, by_id), all_id.gather(-1, by_id)
-    order = torch.sort(all_s, dim=-1, descending=True, stable=True).indices[..., :k1]  # score, then lower id
-    return all_id.gather(-1, order).masked_fill(torch.isneginf(all_s.gather(-1, order)), -1)
+def candidate_buffer(world: int, shape, device) -> torch.Tensor:
+    """int64 [world + 1, *shape]: rows 0..world-1 receive every rank's candidate keys, row `world` is NO_KEY
+    (k1 sentinels that outrank every block that must never be picked, see `picked`)."""
+    buf = torch.zeros((world + 1, *shape), dtype=torch.int64, device=device)
+    buf[world].fill_(NO_KEY)
+    return buf
 
 
-def local_selection(picks: torch.Tensor, gids: torch.Tensor) -> torch.Tensor:
-    """Global picks -> this rank's local block ids [T, Hkv, k1] (-1 = picked block held by another rank). gids
-    int64 [W] ascending (padding: int64 max)."""
-    where = torch.searchsorted(gids, picks.clamp_min(0)).clamp_max(gids.numel() - 1)
-    mine = (picks >= 0) & (gids[where] == picks)
-    return torch.where(mine, where, torch.full_like(where, -1))
+def picked(gathered: torch.Tensor, keys: torch.Tensor, k1: int) -> torch.Tensor:
+    """bool [T, Hkv, k1]: which of this rank's candidate `keys` are in the global top-k1. gathered: a
+    candidate_buffer holding every rank's keys [R + 1, T, Hkv, k1]. A key is picked iff fewer than k1 keys (all
+    ranks' and the sentinels) are above it: finite keys are distinct, and k1 sentinels outrank -inf and padding."""
+    above = (gathered[..., None, :] > keys[None, ..., None]).sum((0, -1))
+    return above < k1
+
+
+def count_picks(gathered: torch.Tensor, k1: int) -> torch.Tensor:
+    """Blocks picked over every (query, group) of candidate buffers [..., R + 1, T, Hkv, k1] (0-dim, on the
+    device): min(k1, finite keys) each."""
+    finite = (gathered[..., :-1, :, :, :] >= KEY_FLOOR).sum((-4, -1))
+    return finite.clamp_max(k1).sum()
 
 
 def attend_selected_pages(q, pool: PagePool, layer: int, rows, seq_lens, selected) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out fp32, lse) of q [T, Hq, d] over the local blocks `selected` [T, Hkv, k1] (-1 = none) through
+    """(out, lse) of q [T, Hq, d] over the local blocks `selected` [T, Hkv, k1] (-1 = none, anywhere) through
     kernels.ops, reading the pages in place; rows [T, W] block table, seq_lens [T] = local blocks * PAGE + 1."""
-    sel = torch.sort(selected, dim=-1, descending=True).values.to(torch.int32)  # valid entries first
-    out, lse = _ops.sparse_decode(q, pool.k[layer], pool.v[layer], rows, seq_lens, sel, page_lens=pool.page_lens,
-                                  return_lse=True)
-    return out.float(), lse
+    return _ops.sparse_decode(q, pool.k[layer], pool.v[layer], rows, seq_lens, selected.to(torch.int32).contiguous(),
+                              page_lens=pool.page_lens, return_lse=True)
 
 
-def pack_partial(out: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
-    """(out [T, Hq, d], lse [T, Hq]) -> fp32 [T, Hq, d + 1]: one all-gather carries both."""
-    return torch.cat([out.float(), lse.float()[..., None]], dim=-1)
+def pack_parts(part: tuple[torch.Tensor, torch.Tensor], own: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> torch.Tensor:
+    """A rank's partial (out [T, Hq, d], lse [T, Hq]) and the live tail's (rank 0 only; else nothing: out 0,
+    lse -inf) -> fp32 [2, T, Hq, d + 1]: one all-gather carries both (the decode step's send buffer is laid out so)."""
+    T, Hq, d = part[0].shape
+    out = torch.empty((2, T, Hq, d + 1), device=part[0].device)
+    for slot, (o, lse) in enumerate((part, own or (None, None))):
+        if o is None:
+            out[slot, ..., :d].zero_()
+            out[slot, ..., d].fill_(NEG_INF)
+        else:
+            out[slot, ..., :d].copy_(o)
+            out[slot, ..., d].copy_(lse)
+    return out
 
 
-def merge_ranks(gathered: torch.Tensor) -> torch.Tensor:
-    """Every rank's packed partial [R, T, Hq, d + 1] -> out fp32 [T, Hq, d], merged in rank order."""
-    return ref.merge_partials(gathered[..., :-1], gathered[..., -1])[0]
+def merge_ranks(gathered: torch.Tensor, *, guard: bool = True) -> torch.Tensor:
+    """Partials [P, T, Hq, d + 1] (every rank's parts, rank order) -> out fp32 [T, Hq, d], merged by their
+    log-sum-exp. guard=False skips the fix for a (query, head) no part sees, for callers whose every query sees
+    at least one token (the decode step: the new token sees itself)."""
+    weights = torch.softmax(gathered[..., -1], dim=0)
+    if guard:
+        weights = torch.nan_to_num(weights, nan=0.0)  # every part empty: out 0
+    return (gathered[..., :-1] * weights[..., None]).sum(0)
 
 
 def _empty(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

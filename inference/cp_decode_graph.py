@@ -1,11 +1,13 @@
 """The fixed-shape one-token decode step of the context-parallel engine, captured in a CUDA graph on NCCL ranks.
 
-It is inference/decode_graph.py's step with each layer's repository part spread over ranks through the functions
-of inference/cp_attention.py that the general context-parallel forward uses: this rank's candidates, one
-all-gather of (score, global id), the same global top-(k-1) on every rank, attention to the picked pages it owns,
-the live tail merged into rank 0's part (only rank 0 holds it), one all-gather of (out, lse), and the log-sum-exp
-merge in rank order. Each collective writes into a buffer that lives as long as the decoder, so a captured graph
-replays it in place; shapes are fixed per request (the padded block table of decode_graph.py).
+It is inference/decode_graph.py's step with each layer's repository part spread over ranks, with the selection
+rule and the merge of inference/cp_attention.py that the general context-parallel forward uses, in as few
+launches as the one-GPU step where it can: this rank's candidates from the one-GPU top-k op (kernels.ops), keyed
+as int64 (score, global id) keys, one all-gather of the keys, a count of the keys above each candidate (the same
+global top-(k-1) on every rank, no sort), attention to the picked pages it owns (-1 elsewhere, in place), and one
+all-gather of the (out, lse) parts: this rank's and, on rank 0 only, the live tail's, merged by a softmax over
+their lse in rank order. Each collective writes into a buffer that lives as long as the decoder, so a captured
+graph replays it in place; shapes are fixed per request (the padded block table of decode_graph.py).
 
 Capture: every rank captures its own graph of the same collectives, and all ranks capture together: rank 0 says
 so in the step's command (first step, or its tail outgrew its buffer), and begin() agrees across ranks when any
@@ -32,11 +34,9 @@ from inference.cp_attention import ShardView
 from inference.decode_graph import GraphDecoder
 from inference.distributed import Comm, DistributedFailure
 from kernels import ops
-from kernels import reference as ref
 
 log = logging.getLogger("msa.cp")
 COLLECTIVES = ("nccl", "local")  # "nccl" means the group's backend (gloo on CPU ranks)
-PAD_ID = torch.iinfo(torch.int64).max
 
 
 class ContextParallelDecoder(GraphDecoder):
@@ -49,7 +49,8 @@ class ContextParallelDecoder(GraphDecoder):
         self.buffers: dict[tuple, torch.Tensor] = {}
         self.fallback: str | None = None  # why this rank group steps without a graph, when capture failed
         self.recapture = True
-        self.gids = None
+        self.low = None  # [table width] low words of the local blocks' keys (cp_attention.block_keys)
+        self.heads = torch.arange(self.cfg.num_kv_heads, device=pool.device)[:, None]
         self.every_block = False
         self.n_global = 0
 
@@ -61,10 +62,10 @@ class ContextParallelDecoder(GraphDecoder):
         super().begin(tail, shard.view, sparse=sparse, top_k=top_k, summary_mode=summary_mode)
         width, n = self.table.shape[1], shard.view.n_blocks
         with torch.inference_mode():
-            if self.gids is None or self.gids.shape[0] != width:
-                self.gids = torch.empty(width, dtype=torch.int64, device=self.pool.device)
-            self.gids.fill_(PAD_ID)
-            self.gids[:n] = shard.global_ids
+            if self.low is None or self.low.shape[0] != width:
+                self.low = torch.empty(width, dtype=torch.int64, device=self.pool.device)
+            self.low.zero_()  # padding columns score -inf: their keys are never picked
+            self.low[:n] = cpa.id_low_words(shard.global_ids.to(self.pool.device))
         self.n_global, self.every_block = shard.n_global, shard.n_global + 1 <= top_k
         self.collectives = collectives
         if self.capture:  # one rank's stale graph means every rank captures again (same collectives)
@@ -106,7 +107,7 @@ class ContextParallelDecoder(GraphDecoder):
         if self.tail is not None:
             ptrs += [self.tail.k.data_ptr(), self.tail.v.data_ptr(), self.tail.capacity]
         every = self.n_global if self.every_block else None  # counted as a constant then
-        return (tuple(ptrs), self.table.data_ptr(), self.table.shape[1], self.gids.data_ptr(), self.sparse,
+        return (tuple(ptrs), self.table.data_ptr(), self.table.shape[1], self.low.data_ptr(), self.sparse,
                 self.top_k, self.summary_mode, every, self.collectives)
 
     def _capture_everywhere(self) -> None:
@@ -162,36 +163,63 @@ class ContextParallelDecoder(GraphDecoder):
         qb = q.reshape(1, c.num_q_heads, c.head_dim)
         if self._sparse_layer(i) and not self.every_block:
             k1 = self.top_k - 1
-            scores = self._block_scores(i, qb, self._index_query(i, attn, h))
-            picks = cpa.pick_global(self._gather(("picks", i), cpa.local_candidates(scores, self.gids, k1)), k1)
-            self._picks.append(picks)
-            mine = cpa.local_selection(picks, self.gids)
-            part = cpa.attend_selected_pages(qb, pool, i, self.table, self.seq_len, mine)
+            scores = self._block_scores(i, qb, self._index_query(i, attn, h))  # [1, Hkv, W], -inf from block n on
+            local = ops.topk_blocks(scores, self.seq_len, self.top_k)[..., :k1]  # the one-rank op: -1 pads
+            keys = cpa.block_keys(scores, self.low)[0, self.heads, local[0]][None]  # -1 reads column W - 1: -inf
+            gathered = self._buffer(("picks", i), keys.shape, torch.int64, cpa.candidate_buffer)
+            self._exchange(keys, gathered[:-1])
+            self._picks.append(gathered)
+            mine = torch.where(cpa.picked(gathered, keys, k1), local, -1)
+            out, lse = ops.sparse_decode(qb, pool.k[i], pool.v[i], self.table, self.seq_len, mine,
+                                         page_lens=pool.page_lens, return_lse=True)
         else:
             out, lse = ops.dense_decode(qb, pool.k[i], pool.v[i], self.table, self.seq_len, page_lens=pool.page_lens,
                                         return_lse=True)
-            part = out.float(), lse
-        if self.tail is not None:  # the live tail, once: merged into rank 0's part
-            own = self._tail_part(i, q, k, v)
-            part = ref.merge_partials(torch.stack([part[0], own[0]]), torch.stack([part[1], own[1]]))
-        return cpa.merge_ranks(self._gather(("out", i), cpa.pack_partial(*part)))
+        send = self._buffer(("send", i), (2, 1, c.num_q_heads, c.head_dim + 1), torch.float32, _empty_parts)
+        send[0, ..., :-1].copy_(out)
+        send[0, ..., -1].copy_(lse)
+        if self.tail is not None:  # the live tail, once: rank 0 sends its part beside its own (elsewhere slot 1 is empty)
+            own, lse_own = self._tail_part(i, q, k, v)
+            send[1, ..., :-1].copy_(own)
+            send[1, ..., -1].copy_(lse_own)
+        gathered = self._buffer(("out", i), send.shape, torch.float32, _stack_of_world)
+        self._exchange(send, gathered)
+        return cpa.merge_ranks(gathered.flatten(0, 1), guard=False)  # rank 0's tail part is never empty
 
-    def _gather(self, key: tuple, tensor: torch.Tensor) -> torch.Tensor:
+    def _buffer(self, key: tuple, shape, dtype, make) -> torch.Tensor:
+        """A buffer that lives as long as the decoder (a captured graph replays into it); `make(world, shape,
+        device)` builds it."""
+        key = (*key, tuple(shape), dtype)
         buf = self.buffers.get(key)
-        if buf is None or buf.shape[1:] != tensor.shape or buf.dtype != tensor.dtype:
-            buf = self.buffers[key] = torch.zeros((self.comm.world, *tensor.shape), dtype=tensor.dtype,
-                                                  device=tensor.device)
+        if buf is None:
+            buf = self.buffers[key] = make(self.comm.world, tuple(shape), self.pool.device)
+        return buf
+
+    def _exchange(self, tensor: torch.Tensor, out: torch.Tensor) -> None:
+        """All-gather into out [world, ...], or with collectives="local" a copy into this rank's own slot."""
         if self.collectives == "local":
-            buf[self.comm.rank].copy_(tensor)
-            return buf
-        return self.comm.all_gather(tensor, out=buf)
+            out[self.comm.rank].copy_(tensor)
+        else:
+            self.comm.all_gather(tensor, out=out)
 
     def _count_picks(self) -> None:
         if self._picks:
-            self.selected.add_((torch.stack(self._picks) >= 0).sum())
+            self.selected.add_(cpa.count_picks(torch.stack(self._picks), self.top_k - 1))
         elif self.sparse and self.every_block:  # every block is selected: count them like one rank would
             n_sparse = sum(1 for i in range(self.cfg.num_layers) if self._sparse_layer(i))
             self.selected.add_(n_sparse * self.cfg.num_kv_heads * self.n_global)
 
     def _logits(self, x):
         return super()._logits(x) if self.tail is not None else None  # only rank 0 samples
+
+
+def _empty_parts(world: int, shape, device) -> torch.Tensor:
+    """A send buffer of (out, lse) parts, all empty (out 0, lse -inf): a rank without the tail sends slot 1 so."""
+    buf = torch.zeros(shape, device=device)
+    buf[..., -1] = float("-inf")
+    return buf
+
+
+def _stack_of_world(world: int, shape, device) -> torch.Tensor:
+    return torch.zeros((world, *shape), device=device)
+

@@ -5,8 +5,8 @@ live tail) that owns the worker's socket; it decides which rank holds each file 
 rank with the fewest tokens) and sends each step's inputs to the other ranks, which follow (`follow`). All ranks
 run the same forward; inference/cp_attention.py makes each layer's repository attention exact across ranks.
 
-The live tail is attended once, on rank 0 (only rank 0 stores its KV): its causal self-attention is merged into
-rank 0's partial before the cross-rank merge, so no rank repeats it and the merge sees it exactly once. Followers
+The live tail is attended once, on rank 0 (only rank 0 stores its KV): its causal self-attention travels beside
+rank 0's partial in the cross-rank merge, so no rank repeats it and the merge sees it exactly once. Followers
 skip the lm_head; rank 0 samples and sends the next token with the next step. Generated tokens run through the
 general forward (decode "plain") or every rank's fixed-shape step, captured in a CUDA graph on GPUs (decode "graph",
 the default there; "static" uncaptured), see inference/cp_decode_graph.py; stats()["decode"] says which ran.
@@ -40,7 +40,6 @@ from inference.cp_decode_graph import ContextParallelDecoder
 from inference.attention import RepoView
 from inference.distributed import Comm, DistributedFailure
 from inference.engine import Engine
-from kernels import reference as ref
 
 log = logging.getLogger("msa.cp")
 
@@ -130,15 +129,13 @@ class Shard:
         positions = torch.arange(first_position, first_position + n, device=dev)
 
         def attend(layer, q, k, v, index_q, index_k):
-            part = attn.partial(layer, q, index_q)
+            part, own = attn.partial(layer, q, index_q), None
             if tail is not None:
                 tail.k[layer, :, tail_start : tail_start + n] = k.transpose(0, 1)
                 tail.v[layer, :, tail_start : tail_start + n] = v.transpose(0, 1)
                 own = attend_dense(q, tail.k[layer, :, : tail_start + n], tail.v[layer, :, : tail_start + n],
                                    causal_start=tail_start)
-                merged = ref.merge_partials(torch.stack([part[0], own[0]]), torch.stack([part[1], own[1]]))
-                part = merged
-            return attn.combine(part)
+            return attn.combine(part, own)  # the tail's part travels beside rank 0's own
 
         with torch.inference_mode():
             return self.engine.model(torch.tensor(ids, device=dev), positions, attend, logits=logits)
