@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
+from kernels.launch_configs import launch_config
 from kernels.topk import _layout, _pack
 
 PAGE = 128
@@ -117,14 +118,17 @@ def _summary_topk_kernel(
 
 
 def summary_topk(q, kmin, kmax, block_table, seq_lens, k=16, *, kmean=None, mode="minmax", page_lens=None,
-                 local_blocks=1, sink_blocks=0, block_pages=128, dim_chunk=32, num_warps=8, trigger=False):
+                 local_blocks=1, sink_blocks=0, block_pages=None, dim_chunk=None, num_warps=None, trigger=False):
     """Summary scores and top-k blocks in one launch.
 
     Same inputs as `reference.summary_block_scores` plus k / local_blocks / sink_blocks of `reference.topk_blocks`.
     Returns (scores fp32 [B, Hkv, max_blocks], selected int32 [B, Hkv, k], pages int32 [B, Hkv, k] physical page of
     each selected block (0 where unused), counts int32 [B, Hkv, k] its visible tokens (0 where unused)).
-    trigger=True lets a following `sparse_decode_merged(pdl=True)` start early (CUDA only, sm_90+).
+    trigger=True lets a following `sparse_decode_merged(pdl=True)` start early (CUDA only, sm_90+). Launch parameters
+    left None come from `kernels.launch_configs` ("fused_topk").
     """
+    cfg = launch_config("fused_topk", q.device, block_pages=block_pages, dim_chunk=dim_chunk, num_warps=num_warps)
+    block_pages, dim_chunk, num_warps = cfg["block_pages"], cfg["dim_chunk"], cfg["num_warps"]
     assert mode in ("minmax", "mean"), mode
     B, Hq, D = q.shape
     hi, lo = (kmax, kmin) if mode == "minmax" else (kmean, kmean)
@@ -268,14 +272,18 @@ def _attn_merge_kernel(
 
 def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None,
                          return_lse=False, k_scale=None, v_scale=None, pages=None, counts=None,
-                         block_n=64, units_per_split=1, merge_splits=4, num_warps=8, num_stages=1, pdl=False):
+                         block_n=None, units_per_split=None, merge_splits=4, num_warps=None, num_stages=None, pdl=False):
     """`reference.sparse_decode` in one launch (splits merged in-kernel by the last one to finish).
 
     k_cache/v_cache bf16, fp16, fp32 or float8_e4m3fn; fp8 needs k_scale and v_scale fp32 [num_pages, Hkv] (value =
     stored * scale) and q in bf16/fp16. pages/counts from `summary_topk` skip the block-table and length look-ups
     (selected then only documents the choice). pdl=True launches it with programmatic dependent launch (CUDA,
     sm_90+): it loads q while the previous launch finishes. Returns out [B, Hq, d] in q's dtype (and fp32 lse [B, Hq]).
+    Launch parameters left None come from `kernels.launch_configs` ("fused_decode"; its "pdl" is the pair's).
     """
+    cfg = launch_config("fused_decode", q.device, block_n=block_n, units_per_split=units_per_split, num_warps=num_warps,
+                        num_stages=num_stages)
+    block_n, units_per_split, num_warps, num_stages = cfg["block_n"], cfg["units_per_split"], cfg["num_warps"], cfg["num_stages"]
     B, Hq, D = q.shape
     Hkv = k_cache.shape[1]
     nsel = selected.shape[-1]
@@ -331,10 +339,19 @@ def sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, selected, *
 def summary_sparse_decode(q, kmin, kmax, k_cache, v_cache, block_table, seq_lens, k=16, *, kmean=None, mode="minmax",
                           scale=None, page_lens=None, return_lse=False, k_scale=None, v_scale=None,
                           topk_cfg=None, decode_cfg=None):
-    """One decode step of a layer from page summaries in two launches: (out[, lse], selected)."""
+    """One decode step of a layer from page summaries in two launches: (out[, lse], selected).
+
+    topk_cfg / decode_cfg: launch parameters of `summary_topk` / `sparse_decode_merged`; what they leave out comes
+    from `kernels.launch_configs`, and programmatic dependent launch between the two follows decode_cfg["pdl"]
+    (default: the table's "fused_decode" pdl) unless topk_cfg sets "trigger" itself.
+    """
+    decode_cfg = dict(decode_cfg or {})
+    if decode_cfg.get("pdl") is None:
+        decode_cfg["pdl"] = launch_config("fused_decode", q.device)["pdl"]
+    topk_cfg = {"trigger": decode_cfg["pdl"], **(topk_cfg or {})}
     _, sel, pages, counts = summary_topk(q, kmin, kmax, block_table, seq_lens, k, kmean=kmean, mode=mode,
-                                         page_lens=page_lens, **(topk_cfg or {}))
+                                         page_lens=page_lens, **topk_cfg)
     res = sparse_decode_merged(q, k_cache, v_cache, block_table, seq_lens, sel, scale=scale, page_lens=page_lens,
                                return_lse=return_lse, k_scale=k_scale, v_scale=v_scale, pages=pages, counts=counts,
-                               **(decode_cfg or {}))
+                               **decode_cfg)
     return (*res, sel) if return_lse else (res, sel)

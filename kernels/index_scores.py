@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.launch_configs import launch_config
+
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 
@@ -115,8 +117,12 @@ def _shared_rows(block_table: torch.Tensor) -> bool:
     return block_table.shape[0] > 1 and block_table.stride(0) == 0
 
 
-def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=None, *, pages_per_program=8, num_warps=4, num_stages=2):
-    """Triton version of `reference.index_block_scores`; q_idx is cast to the cache's dtype for the dot."""
+def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=None, *, pages_per_program=None, num_warps=None,
+                       num_stages=None):
+    """Triton version of `reference.index_block_scores`; q_idx is cast to the cache's dtype for the dot.
+    Launch parameters left None come from `kernels.launch_configs` ("index")."""
+    cfg = launch_config("index", q_idx.device, pages_per_program=pages_per_program, num_warps=num_warps, num_stages=num_stages)
+    pages_per_program = cfg["pages_per_program"]
     B, H, D = q_idx.shape
     assert index_k_cache.shape[1] == PAGE and index_k_cache.shape[2] == D and index_k_cache.stride(2) == 1
     assert q_idx.stride(2) == 1 and block_table.stride(1) == 1
@@ -134,13 +140,17 @@ def index_block_scores(q_idx, index_k_cache, block_table, seq_lens, page_lens=No
         out.stride(0), out.stride(1),
         H=H, H_PAD=h_pad, D=D, D_PAD=max(16, triton.next_power_of_2(D)), ROWS=rows, M=m, PAGES=pages_per_program,
         HAS_PLEN=page_lens is not None, IEEE=index_k_cache.dtype == torch.float32,
-        num_warps=num_warps, num_stages=num_stages,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out
 
 
-def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mode="minmax", page_lens=None, block_pages=32, num_warps=4):
-    """Triton version of `reference.summary_block_scores` (fp32 arithmetic on the stored summaries)."""
+def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mode="minmax", page_lens=None, block_pages=None,
+                         num_warps=None):
+    """Triton version of `reference.summary_block_scores` (fp32 arithmetic on the stored summaries).
+    Launch parameters left None come from `kernels.launch_configs` ("summary")."""
+    cfg = launch_config("summary", q.device, block_pages=block_pages, num_warps=num_warps)
+    block_pages = cfg["block_pages"]
     assert mode in ("minmax", "mean"), mode
     B, Hq, D = q.shape
     hi, lo = (kmax, kmin) if mode == "minmax" else (kmean, kmean)
@@ -157,6 +167,6 @@ def summary_block_scores(q, kmin, kmax, block_table, seq_lens, *, kmean=None, mo
         B, NB,
         q.stride(0), q.stride(1), hi.stride(0), hi.stride(1), block_table.stride(0), out.stride(0), out.stride(1),
         G=Hq // Hkv, D=D, D_PAD=triton.next_power_of_2(D), ROWS=rows, BLOCK_P=block_pages, MINMAX=mode == "minmax", HAS_PLEN=page_lens is not None,
-        num_warps=num_warps,
+        num_warps=cfg["num_warps"],
     )
     return out

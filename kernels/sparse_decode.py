@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.launch_configs import launch_config
+
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
 LOG2E = 1.4426950408889634
@@ -108,9 +110,12 @@ def _merge_kernel(
 
 
 def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale=None, page_lens=None, return_lse=False,
-                  block_n=64, units_per_split=1, num_warps=4, num_stages=2):
+                  block_n=None, units_per_split=1, num_warps=None, num_stages=None):
     """Triton version of `reference.sparse_decode`. units_per_split page parts of block_n tokens per program;
-    units_per_split >= k*128/block_n gives one split (no merge kernel)."""
+    units_per_split >= k*128/block_n gives one split (no merge kernel). Launch parameters left None come from
+    `kernels.launch_configs` ("decode")."""
+    cfg = launch_config("decode", q.device, block_n=block_n, num_warps=num_warps, num_stages=num_stages)
+    block_n = cfg["block_n"]
     B, Hq, D = q.shape
     Hkv = k_cache.shape[1]
     nsel = selected.shape[-1]
@@ -140,7 +145,7 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
         po.stride(0), po.stride(1), s_os, plse.stride(0), plse.stride(1),
         G=G, G_PAD=max(16, triton.next_power_of_2(G)), D=D, D_PAD=max(16, triton.next_power_of_2(D)), BLOCK_N=block_n, SUB=PAGE // block_n, UNITS=units_per_split,
         HAS_PLEN=page_lens is not None, DIRECT=direct, IEEE=k_cache.dtype == torch.float32,
-        num_warps=num_warps, num_stages=num_stages,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if not direct:
         _merge_kernel[(B * Hq,)](
@@ -157,16 +162,17 @@ def dense_decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None, page
     """Triton version of `reference.dense_decode`: every block of the table, split into at most max_splits parts."""
     B, Hkv, nb = q.shape[0], k_cache.shape[1], block_table.shape[1]
     selected = torch.arange(nb, dtype=torch.int32, device=q.device).expand(B, Hkv, nb)
-    units = nb * 2
-    per_split = triton.cdiv(units, max_splits)
+    block_n = launch_config("decode", q.device)["block_n"]
+    per_split = triton.cdiv(nb * (PAGE // block_n), max_splits)
     return sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, scale=scale, page_lens=page_lens,
-                         return_lse=return_lse, units_per_split=per_split)
+                         return_lse=return_lse, block_n=block_n, units_per_split=per_split)
 
 
 def sparse_prefill(q, k_cache, v_cache, block_table, positions, selected, *, scale=None, page_lens=None, return_lse=False):
     """Triton version of `reference.sparse_prefill`: one program per (query token, KV head) over its k pages."""
     rows = block_table.unsqueeze(0).expand(positions.numel(), -1)
     seq_lens = positions.to(torch.int32) + 1
-    units = selected.shape[-1] * 2
+    block_n = launch_config("decode", q.device)["block_n"]
+    units = selected.shape[-1] * (PAGE // block_n)
     return sparse_decode(q, k_cache, v_cache, rows, seq_lens, selected, scale=scale, page_lens=page_lens,
-                         return_lse=return_lse, units_per_split=units)
+                         return_lse=return_lse, block_n=block_n, units_per_split=units)

@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.launch_configs import launch_config
 
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
@@ -94,8 +95,11 @@ def _merge_topk_kernel(
     tl.store(out_ptr + row * s_ob + h * s_oh + kslot, out, mask=kslot < K)
 
 
-def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=512, num_warps=4, merge_warps=4):
-    """Triton version of `reference.topk_blocks`: scores fp32 [B, Hkv, max_blocks] -> int32 [B, Hkv, k]."""
+def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=None, num_warps=None, merge_warps=None):
+    """Triton version of `reference.topk_blocks`: scores fp32 [B, Hkv, max_blocks] -> int32 [B, Hkv, k].
+    Launch parameters left None come from `kernels.launch_configs` ("topk")."""
+    cfg = launch_config("topk", scores.device, chunk=chunk, num_warps=num_warps, merge_warps=merge_warps)
+    chunk = cfg["chunk"]
     B, H, NB = scores.shape
     assert scores.dtype == torch.float32 and scores.stride(2) == 1
     assert k > sink_blocks + local_blocks - 1 and local_blocks >= 1, (k, sink_blocks, local_blocks)
@@ -113,13 +117,13 @@ def topk_blocks(scores, seq_lens, k=16, *, local_blocks=1, sink_blocks=0, chunk=
         H, NB,
         scores.stride(0), scores.stride(1), cand.stride(0), cand.stride(1), cand.stride(2) if n_chunks > 1 else 0,
         out.stride(0), out.stride(1),
-        CH=chunk, SINGLE=n_chunks == 1, num_warps=num_warps, **meta,
+        CH=chunk, SINGLE=n_chunks == 1, num_warps=cfg["num_warps"], **meta,
     )
     if n_chunks > 1:
         _merge_topk_kernel[(B * H,)](
             cand, seq, out,
             H, n_chunks,
             cand.stride(0), cand.stride(1), cand.stride(2), out.stride(0), out.stride(1),
-            NC_PAD=triton.next_power_of_2(n_chunks), num_warps=merge_warps, **meta,
+            NC_PAD=triton.next_power_of_2(n_chunks), num_warps=cfg["merge_warps"], **meta,
         )
     return out

@@ -251,7 +251,8 @@ def test_gpu_programmatic_dependent_launch_gives_the_same_step():
     kc, vc, table, seq = _cache(g, [129, 70_001], 4, 128, torch.bfloat16)
     kmin, kmax, _ = _summaries(kc)
     q = torch.randn(2, 28, 128, generator=g).bfloat16().cuda()
-    plain = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16)
+    off = {"topk_cfg": {"trigger": False}, "decode_cfg": {"pdl": False}}  # plain launches (Hopper's default is PDL)
+    plain = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16, **off)
     early = lambda: fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16,  # noqa: E731
                                                        topk_cfg={"trigger": True}, decode_cfg={"pdl": True})
     got = early()
@@ -262,5 +263,5 @@ def test_gpu_programmatic_dependent_launch_gives_the_same_step():
     for _ in range(3):
         q.copy_(torch.randn(q.shape, generator=g).bfloat16().cuda())
         graph.replay()
-        want, want_sel = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16)
+        want, want_sel = fused_decode.summary_sparse_decode(q, kmin, kmax, kc, vc, table, seq, 16, **off)
         assert torch.equal(gsel, want_sel) and torch.equal(gout, want)
