@@ -11,7 +11,10 @@ Per layer (Hq/Hkv/d = 28/4/128 and 64/4/128, bf16, one sequence of N tokens, N =
 Every timed region is one CUDA graph over several layers with their own buffers (so repeated replays do not
 measure the 50 MB L2), median of replays. Whole step: 28 layers, 12/2 heads, d 128, ff 8960, vocab 151936,
 random bf16 weights, KV cache of N tokens, dense SDPA vs MSA (every layer sparse), one CUDA graph per step.
-Prints a table and ends with one JSON line (also written to --out). Needs a CUDA GPU.
+Order: per-layer rows at the first Hq, the whole step, then the other Hq (so a time limit cuts the least wanted).
+Launch parameters: the library's table for the GPU (`kernels.launch_configs`), or a sweep at 1M with --tune.
+--out is rewritten after every measured row ("complete": false until the end; --time-budget skips what is left,
+listed in "skipped"). Prints a table and ends with one JSON line. Needs a CUDA GPU (not --plan / --help).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -26,7 +30,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from kernels import fp8_kv, fused_decode, index_scores, reference, sparse_decode, summaries, topk
+from kernels import fp8_kv, fused_decode, index_scores, launch_configs, reference, sparse_decode, summaries, topk
 
 PAGE = 128
 POOL_PAGES = 8192  # physical pages of the shared per-layer K/V pool (1M tokens)
@@ -330,38 +334,37 @@ def model_step_ms(N, mode, cfg):
     return ms
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="32768,131072,524288,1048576")
-    ap.add_argument("--model-sizes", default="131072,1048576")
-    ap.add_argument("--out", default="")
-    args = ap.parse_args(argv)
-    assert torch.cuda.is_available(), "bench_msa_decode needs a CUDA GPU"
-    t0 = time.time()
-    card = torch.cuda.get_device_name()
-    bw = copy_bandwidth()
-    print(f"{card}: copy bandwidth {bw / 1e12:.2f} TB/s (read + write)", file=sys.stderr)
-    lb = LayerBench(Hkv=4, d=128)
-    cfg, tune_log = tune(lb, bw)
-    print(f"chosen: {cfg}", file=sys.stderr)
-    rows = []
-    for Hq in (28, 64):
-        for N in args.sizes.split(","):
-            rows.append(lb.run(int(N), Hq, bw, cfg))
-            print("  " + json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in rows[-1].items()}), file=sys.stderr)
-    del lb
-    torch.cuda.empty_cache()
-    step = []
-    for N in args.model_sizes.split(","):
-        N = int(N)
-        dense, msa = model_step_ms(N, "dense", cfg), model_step_ms(N, "msa", cfg)
-        try:
-            fused = model_step_ms(N, "msa_fused", cfg)
-        except Exception as exc:  # recorded, never hidden
-            fused = float("nan")
-            print(f"  fused model step at N={N} failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
-        step.append({"N": N, "dense_ms": dense, "msa_ms": msa, "speedup": dense / msa, "msa_fused_ms": fused, "speedup_fused": dense / fused})
-        print(f"  step {step[-1]}", file=sys.stderr)
+class Results:
+    """The run's result, rewritten to --out (atomically) after every measured row: a time limit keeps what was done."""
+
+    def __init__(self, path, t0, **head):
+        self.path, self.t0 = path, t0
+        self.data = {"bench": "msa_decode", **head, "per_layer": [], "model_step": [], "skipped": [], "complete": False}
+
+    def save(self):
+        self.data["seconds"] = time.time() - self.t0
+        if self.path:
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w") as f:
+                f.write(json.dumps(self.data) + "\n")
+            os.replace(tmp, self.path)
+
+    def add(self, key, row):
+        self.data[key].append(row)
+        self.save()
+
+
+def plan(args):
+    """The work of a run, most wanted first: per-layer rows at the first Hq, the whole-step model, then the rest."""
+    sizes = [int(n) for n in args.sizes.split(",") if n]
+    hqs = [int(h) for h in args.hq.split(",") if h]
+    steps = [("layer", hqs[0], n) for n in sizes] if hqs else []
+    steps += [("model", None, int(n)) for n in args.model_sizes.split(",") if n]
+    steps += [("layer", hq, n) for hq in hqs[1:] for n in sizes]
+    return steps
+
+
+def print_tables(card, rows, step):
     hdr = f"{'Hq':>3} {'N':>8} | {'dense':>7} {'floor':>6} | {'minmax':>7} {'floor':>6} {'x':>5} | {'mean':>7} {'floor':>6} {'x':>5} | {'index':>7} {'floor':>6} {'x':>5} | stages index: score/topk/attn (us)"
     print(f"\nper-layer decode on {card} (ms; x = dense / ours)\n{hdr}")
     for r in rows:
@@ -386,13 +389,72 @@ def main(argv=None):
     for s in step:
         print(f"  N={s['N']:>8}: dense {s['dense_ms']:.3f}  msa(minmax) {s['msa_ms']:.3f}  x{s['speedup']:.2f}"
               f"  msa(fused) {s['msa_fused_ms']:.3f}  x{s['speedup_fused']:.2f}")
-    result = {"bench": "msa_decode", "card": card, "torch": torch.__version__, "copy_tb_s": bw / 1e12, "config": cfg,
-              "per_layer": rows, "model_step": step, "tune": tune_log, "seconds": time.time() - t0}
-    line = json.dumps(result)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(line + "\n")
-    print(line)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="32768,131072,524288,1048576", help="per-layer cache lengths N")
+    ap.add_argument("--hq", default="28,64", help="query-head counts of the per-layer rows (Hkv 4, d 128)")
+    ap.add_argument("--model-sizes", default="131072,1048576", help="cache lengths of the whole-step model ('' = none)")
+    ap.add_argument("--tune", action="store_true", help="sweep launch parameters at 1M first (minutes); default: the "
+                    "library's table for this GPU (kernels/launch_configs.py)")
+    ap.add_argument("--time-budget", type=float, default=0.0, help="seconds after which no new row starts (0 = none); "
+                    "the rest is listed as skipped and the run ends normally")
+    ap.add_argument("--plan", action="store_true", help="print the rows a run would measure and the launch parameters, "
+                    "then exit (no GPU needed)")
+    ap.add_argument("--out", default="", help="JSON result, rewritten after every measured row")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    steps = plan(args)
+    if args.plan:
+        gen = launch_configs.generation(DEV) if torch.cuda.is_available() else "hopper"
+        print(f"rows: {[f'{kind} Hq={hq} N={n}' if hq else f'{kind} N={n}' for kind, hq, n in steps]}")
+        print(f"launch parameters ({'swept by --tune' if args.tune else gen + ' table'}): {launch_configs.TABLES[gen]}")
+        return
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_msa_decode needs a CUDA GPU (--plan and --help work without one)")
+    card = torch.cuda.get_device_name()
+    bw = copy_bandwidth()
+    print(f"{card}: copy bandwidth {bw / 1e12:.2f} TB/s (read + write)", file=sys.stderr)
+    lb = LayerBench(Hkv=4, d=128)
+    if args.tune:
+        cfg, tune_log = tune(lb, bw)
+        source = "tuned"
+    else:
+        cfg, tune_log = launch_configs.table(DEV), []
+        source = f"{launch_configs.generation(DEV)} table"
+    print(f"launch parameters ({source}): {cfg}", file=sys.stderr)
+    res = Results(args.out, t0, card=card, torch=torch.__version__, copy_tb_s=bw / 1e12, config=cfg, config_source=source,
+                  tune=tune_log)
+    res.save()
+    for kind, hq, n in steps:
+        elapsed = time.time() - res.t0
+        if args.time_budget and elapsed > args.time_budget:
+            res.data["skipped"].append({"kind": kind, "Hq": hq, "N": n})
+            print(f"  skipped {kind} Hq={hq} N={n}: time budget {args.time_budget:.0f} s spent ({elapsed:.0f} s)", file=sys.stderr)
+            continue
+        t = time.time()
+        if kind == "layer":
+            row = lb.run(n, hq, bw, cfg)
+            row["seconds"] = time.time() - t
+            res.add("per_layer", row)
+            print("  " + json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr)
+            continue
+        dense, msa = model_step_ms(n, "dense", cfg), model_step_ms(n, "msa", cfg)
+        try:
+            fused = model_step_ms(n, "msa_fused", cfg)
+        except Exception as exc:  # recorded, never hidden
+            fused = float("nan")
+            print(f"  fused model step at N={n} failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+        res.add("model_step", {"N": n, "dense_ms": dense, "msa_ms": msa, "speedup": dense / msa, "msa_fused_ms": fused,
+                               "speedup_fused": dense / fused, "seconds": time.time() - t})
+        print(f"  step {res.data['model_step'][-1]}", file=sys.stderr)
+    res.data["complete"] = not res.data["skipped"]
+    res.save()
+    print_tables(card, res.data["per_layer"], res.data["model_step"])
+    if res.data["skipped"]:
+        print(f"\nskipped (time budget): {res.data['skipped']}")
+    print(json.dumps(res.data))
 
 
 if __name__ == "__main__":
