@@ -6,7 +6,8 @@ Per layer (Hq/Hkv/d = 28/4/128 and 64/4/128, bf16, one sequence of N tokens, N =
           mean) and for M3 per-token index keys; each also split into its three stages (five launches);
   fused   min/max summaries in two launches (scores + top-k fused, attention + split merge fused:
           `kernels.fused_decode`), with bf16 K/V ("fused") and with fp8 e4m3 K/V pages ("fp8"), each also split
-          into its two launches;
+          into its two launches; and in three ("three": summary scores, one-launch top-k resolving the pages
+          (`kernels.score_select`), merged attention);
   floors  bytes each must read / measured device-to-device copy bandwidth (fp8: the K/V pages at one byte).
 Every timed region is one CUDA graph over several layers with their own buffers (so repeated replays do not
 measure the 50 MB L2), median of replays. Whole step: 28 layers, 12/2 heads, d 128, ff 8960, vocab 151936,
@@ -30,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from kernels import fp8_kv, fused_decode, index_scores, launch_configs, reference, sparse_decode, summaries, topk
+from kernels import fp8_kv, fused_decode, index_scores, launch_configs, reference, score_select, sparse_decode, summaries, topk
 
 PAGE = 128
 POOL_PAGES = 8192  # physical pages of the shared per-layer K/V pool (1M tokens)
@@ -112,6 +113,7 @@ class LayerBench:
             "mean": nb * Hkv * d * 2 + side + kv_read,
             "index": nb * PAGE * self.d_idx * 2 + side + kv_read,
             "fused": nb * Hkv * d * 2 * 2 + side + kv_read,
+            "three": nb * Hkv * d * 2 * 2 + side + kv_read,
             "fp8": nb * Hkv * d * 2 * 2 + side + kv_read // 2 + TOPK * Hkv * 4 * 2,
         }
         row = {"N": N, "Hq": Hq, "Hkv": Hkv, "d": d}
@@ -157,7 +159,7 @@ class LayerBench:
                 got = attend(0, sels[0])
                 rel = ((got.float() - want.float()).norm() / want.float().norm()).item()
                 assert rel < 1e-2, f"{variant}: attention error {rel}"
-        for variant in ("fused", "fp8"):
+        for variant in ("fused", "three", "fp8"):
             try:
                 self.run_fused(variant, N, Hq, nb, seq, floors[variant], cfg, row)
             except Exception as exc:  # recorded in the result, never hidden: the other variants still report
@@ -168,22 +170,37 @@ class LayerBench:
         return row
 
     def run_fused(self, variant, N, Hq, nb, seq, floor_bytes, cfg, row):
-        """Two-launch min/max path: bf16 K/V ("fused") or fp8 K/V pages ("fp8")."""
+        """Min/max path in two launches with bf16 K/V ("fused") or fp8 K/V pages ("fp8"), or in three ("three":
+        summary scores, one-launch top-k with page resolution `score_select`, merged attention)."""
         n_layers = max(4, min(self.n_copies, math.ceil(256 * MB / floor_bytes)))
         tables = [torch.randperm(POOL_PAGES, device=DEV)[:nb].to(torch.int32)[None] for _ in range(n_layers)]
         qs = [torch.randn(1, Hq, self.d, dtype=DTYPE, device=DEV) for _ in range(n_layers)]
         c = [i % self.n_copies for i in range(n_layers)]
-        kc, vc, sc = (self.k, self.v, {}) if variant == "fused" else (self.k8, self.v8, {"k_scale": self.ks, "v_scale": self.vs})
-        select = lambda i: fused_decode.summary_topk(qs[i], self.kmin[c[i]], self.kmax[c[i]], tables[i], seq, TOPK, **cfg["fused_topk"])  # noqa: E731
+        kc, vc, sc = (self.k8, self.v8, {"k_scale": self.ks, "v_scale": self.vs}) if variant == "fp8" else (self.k, self.v, {})
+        if variant == "three":
+            pick_cfg = {"chunk": cfg["topk"].get("chunk"), "num_warps": cfg["topk"].get("num_warps"),
+                        "trigger": cfg["fused_decode"].get("pdl", False)}
+
+            def select(i):
+                s = index_scores.summary_block_scores(qs[i], self.kmin[c[i]], self.kmax[c[i]], tables[i], seq, **cfg["summary"])
+                return (s, *score_select.score_select(s, tables[i], seq, TOPK, **pick_cfg))
+        else:
+            select = lambda i: fused_decode.summary_topk(qs[i], self.kmin[c[i]], self.kmax[c[i]], tables[i], seq, TOPK, **cfg["fused_topk"])  # noqa: E731
         picks = [select(i) for i in range(n_layers)]
 
         def attend(i, pick):
             return fused_decode.sparse_decode_merged(qs[i], kc, vc, tables[i], seq, pick[1], pages=pick[2], counts=pick[3], **sc, **cfg["fused_decode"])
 
+        def step(i):
+            if variant == "three":
+                pick = select(i)
+                return attend(i, pick), pick[1]
+            return fused_decode.summary_sparse_decode(qs[i], self.kmin[c[i]], self.kmax[c[i]], kc, vc, tables[i], seq, TOPK, **sc,
+                                                      topk_cfg=cfg["fused_topk"], decode_cfg=cfg["fused_decode"])
+
         def e2e():
             for i in range(n_layers):
-                fused_decode.summary_sparse_decode(qs[i], self.kmin[c[i]], self.kmax[c[i]], kc, vc, tables[i], seq, TOPK, **sc,
-                                                   topk_cfg=cfg["fused_topk"], decode_cfg=cfg["fused_decode"])
+                step(i)
 
         row[f"{variant}_ms"] = graph_ms(e2e) / n_layers
         row[f"{variant}_select_ms"] = graph_ms(lambda: [select(i) for i in range(n_layers)]) / n_layers
@@ -198,9 +215,8 @@ class LayerBench:
             got = attend(0, picks[0])
             rel = ((got.float() - want.float()).norm() / want.float().norm()).item()
             assert rel < 1e-2, f"{variant}: attention error {rel}"
-            both, both_sel = fused_decode.summary_sparse_decode(qs[0], self.kmin[c[0]], self.kmax[c[0]], kc, vc, tables[0], seq, TOPK, **sc,
-                                                                topk_cfg=cfg["fused_topk"], decode_cfg=cfg["fused_decode"])
-            assert torch.equal(both_sel, sel) and torch.equal(both, got), f"{variant}: the two-launch step differs from its parts"
+            both, both_sel = step(0)
+            assert torch.equal(both_sel, sel) and torch.equal(both, got), f"{variant}: the whole step differs from its parts"
 
 
 def tune(lb, bw):
@@ -374,11 +390,13 @@ def print_tables(card, rows, step):
         line += f" | {r['index_score_ms'] * 1e3:.1f}/{r['index_topk_ms'] * 1e3:.1f}/{r['index_attn_ms'] * 1e3:.1f}"
         line += f"  minmax {r['minmax_score_ms'] * 1e3:.1f}/{r['minmax_topk_ms'] * 1e3:.1f}/{r['minmax_attn_ms'] * 1e3:.1f}"
         print(line)
-    print("\nmin/max summaries, five launches vs two (fused) vs two with fp8 K/V (us; /floor = time over its floor)")
-    print(f"{'Hq':>3} {'N':>8} | {'5-launch':>8} {'/floor':>6} | {'fused':>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12} | {'fp8':>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12}")
+    print("\nmin/max summaries, five launches vs two (fused) vs three (scores, select, attention) vs two with fp8 K/V"
+          " (us; /floor = time over its floor)")
+    print(f"{'Hq':>3} {'N':>8} | {'5-launch':>8} {'/floor':>6}" + "".join(
+        f" | {v:>7} {'/floor':>6} {'x dense':>7} {'select/attn':>12}" for v in ("fused", "three", "fp8")))
     for r in rows:
         line = f"{r['Hq']:>3} {r['N']:>8} | {r['minmax_ms'] * 1e3:8.1f} {r['minmax_ms'] / r['minmax_floor_ms']:6.2f}"
-        for v in ("fused", "fp8"):
+        for v in ("fused", "three", "fp8"):
             if f"{v}_ms" in r:
                 line += (f" | {r[v + '_ms'] * 1e3:7.1f} {r[v + '_ms'] / r[v + '_floor_ms']:6.2f} {r['dense_ms'] / r[v + '_ms']:7.1f}"
                          f" {r[v + '_select_ms'] * 1e3:5.1f}/{r[v + '_attn_ms'] * 1e3:5.1f}")

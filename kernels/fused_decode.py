@@ -92,7 +92,20 @@ def _summary_topk_kernel(
     tl.store(score_ptr + row * s_ob + h * s_oh + blk, s, mask=in_table)
     cand_ok = (blk >= SINK) & (blk < L - LOCAL + 1) & (blk < NB)
     s = tl.where(cand_ok, s, float("-inf"))
-    tl.store(cand_ptr + row * s_cb + h * s_ch + c * NP_PAD + tl.arange(0, NP_PAD), tl.topk(_pack(s, blk), NP_PAD))
+    _merge_and_resolve(tl.topk(_pack(s, blk), NP_PAD), cand_ptr, cnt_ptr, bt_ptr, plen_ptr, sel_ptr, phys_ptr, vis_ptr,
+                       pid, row, h, c, seq, L, NCH, s_btb, s_cb, s_ch, s_rb, s_rh,
+                       HAS_PLEN, NP, NP_PAD, NC_PAD, K, K_PAD, LOCAL, SINK, TRIGGER)
+
+
+@triton.jit
+def _merge_and_resolve(top, cand_ptr, cnt_ptr, bt_ptr, plen_ptr, sel_ptr, phys_ptr, vis_ptr,
+                       pid, row, h, c, seq, L, NCH, s_btb, s_cb, s_ch, s_rb, s_rh,
+                       HAS_PLEN: tl.constexpr, NP: tl.constexpr, NP_PAD: tl.constexpr, NC_PAD: tl.constexpr,
+                       K: tl.constexpr, K_PAD: tl.constexpr, LOCAL: tl.constexpr, SINK: tl.constexpr, TRIGGER: tl.constexpr):
+    """A chunk program's best keys `top` [NP_PAD] join its (row, group)'s candidates; the last of the NCH chunk
+    programs to arrive merges them, lays out the selection, resolves it into physical pages and visible counts, and
+    resets the counter."""
+    tl.store(cand_ptr + row * s_cb + h * s_ch + c * NP_PAD + tl.arange(0, NP_PAD), top)
     if TRIGGER:  # a dependent launched with programmatic dependent launch may start (it waits for our end)
         gdc_launch_dependents()
     tl.debug_barrier()  # every thread's candidates are written before the release below
