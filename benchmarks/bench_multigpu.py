@@ -245,7 +245,7 @@ def run(args) -> dict | None:
         return None
     info = engine.sync(files[:n_base], [])
     _sync_all()
-    result = dict(gpus=world, card=_card(engine), params=engine.info()["params"], tokens=info["tokens"],
+    result = dict(gpus=world, card=_card(engine), torch=torch.__version__, params=engine.info()["params"], tokens=info["tokens"],
                   fill_s=round(time.perf_counter() - t, 1), reused=info["reused_segments"], segments=info["segments"],
                   ranks=_ranks(engine), decode={})
     fixed = "graph" if engine.device.type == "cuda" else "static"  # CPU: a smoke run of the same code
@@ -314,7 +314,7 @@ def report(paths: list[str], out: str) -> None:
                 share = "-" if share is None else f"{100 * share:.1f}%"
                 print(f"{head} {row['step_ms']:>8} {row['ttft_ms']:>8} {share:>10} {kv:>10} {peak:>8}{note}")
     line = json.dumps(dict(bench="multigpu", card=card, date=datetime.date.today().isoformat(),
-                           torch=torch.__version__, results=results))
+                           torch=results[0].get("torch"), results=results))
     if out:
         pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(out).write_text(line + "\n")
