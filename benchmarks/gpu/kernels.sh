@@ -8,7 +8,7 @@
 # A failing test does not stop the benchmark. The benchmark runs with the library's launch parameters for the GPU
 # (no tuning sweep: add --tune by hand for that), rewrites msa-decode.json after every measured row ("complete":
 # false until the end) and starts no new row after BENCH_BUDGET seconds (what is left is listed as "skipped").
-# Time limits: 180 s (tests) + 330 s (benchmark, budget 270 s) + 10 s of kill grace: under 9 minutes in all.
+# Time limits: 200 s (tests) + 320 s (benchmark, budget 260 s) + 10 s of kill grace: under 9 minutes in all.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/msa-kernels-out}
@@ -25,11 +25,11 @@ unset TRITON_INTERPRET MSA_KERNELS MSA_FUSED
 } >"$OUT/env.txt"
 cat "$OUT/env.txt"
 
-timeout -k 5 180 "$PY" -m pytest -q -m gpu tests/kernels -p no:cacheprovider \
+timeout -k 5 200 "$PY" -m pytest -q -m gpu tests/kernels -p no:cacheprovider \
   --junitxml="$OUT/kernels-tests.xml" 2>&1 | tee "$OUT/kernels-tests.log"
 tests_rc=${PIPESTATUS[0]}
 
-timeout -k 5 330 "$PY" benchmarks/bench_msa_decode.py --time-budget "${BENCH_BUDGET:-270}" --out "$OUT/msa-decode.json" \
+timeout -k 5 320 "$PY" benchmarks/bench_msa_decode.py --time-budget "${BENCH_BUDGET:-260}" --out "$OUT/msa-decode.json" \
   2>&1 | tee "$OUT/msa-decode.log"
 bench_rc=${PIPESTATUS[0]}
 
