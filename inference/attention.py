@@ -22,8 +22,18 @@ from inference.kv_cache import PAGE, PagePool
 from kernels import ops as _ops
 from kernels import reference as ref
 
-_MAX_SCORE_ELEMS = 1 << 26
-SMALL_T = 4  # up to this many queries, attend_selected gathers per query (decode steps)  # fp32 score elements materialised at once by attend_dense
+_MAX_SCORE_ELEMS = 1 << 26  # fp32 score elements materialised at once by attend_dense
+SMALL_T = 4  # up to this many queries, attend_selected gathers per query (decode steps)
+
+
+def _cpu_has_bf16_matmul() -> bool:
+    cpu = getattr(torch, "cpu", None)
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+# Index-branch block scores on CPU (block selection only, never the attention itself): bf16 keys and queries
+# where the CPU multiplies bf16 natively (avx512_bf16 / AMX: ~3x the fp32 matmul), fp32 elsewhere.
+CPU_INDEX_DTYPE = torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32
 
 
 @dataclass
@@ -145,6 +155,7 @@ class RepoAttention:
     top_k: int = 16
     summary_mode: str = "minmax"
     use_kernels: bool | None = None  # None: kernels.ops on CUDA, shared_history_sparse elsewhere
+    index_dtype: torch.dtype = CPU_INDEX_DTYPE  # CPU path: dtype of the index-branch block scores
     stats: SelectionStats = field(default_factory=SelectionStats)
 
     def dense_layer(self, layer: int) -> bool:
@@ -171,7 +182,7 @@ class RepoAttention:
         if on_cpu:
             use_index = index_q is not None and layer in pool.index_slot
             out, lse, n_sel = shared_history_sparse(q, index_q if use_index else None, pool, layer, view, self.top_k,
-                                                    self.summary_mode)
+                                                    self.summary_mode, score_dtype=self.index_dtype)
             self.stats.blocks = self.stats.blocks + n_sel
             self.stats.groups += T * pool.cfg.num_kv_heads
             return out, lse
@@ -209,45 +220,60 @@ def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[t
     return out, lse[0].view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
 
 
-def _index_keys(pool: PagePool, layer: int, view: RepoView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The view's index keys of one layer as one matrix [n * PAGE, d_idx] (kept on the view: the repository part
-    does not change while the view lives), the pages not full and their slots past the end ([m], [m, PAGE])."""
-    key = ("index", layer)
+def _index_keys(pool: PagePool, layer: int, view: RepoView,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The view's index keys of one layer as one matrix [n * PAGE, d_idx] in `dtype` (kept on the view: the
+    repository part does not change while the view lives), the pages not full and their slots past the end
+    ([m], [m, PAGE])."""
+    key = ("index", layer, dtype)
     if key not in view.cache:
         lens = pool.page_lens[view.pages].long()
         invalid = torch.arange(PAGE)[None, :] >= lens[:, None]
         partial = invalid.any(1).nonzero().flatten()
-        keys = pool.index_k[pool.index_slot[layer]][view.pages].float().reshape(-1, pool.index_k.shape[-1])
+        keys = pool.index_k[pool.index_slot[layer]][view.pages].to(dtype).reshape(-1, pool.index_k.shape[-1])
         view.cache[key] = (keys, partial, invalid[partial])
     return view.cache[key]
 
 
-def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, summary_mode: str) -> torch.Tensor:
-    """Block scores [T, Hkv, n] of every repository block for queries sharing the repository as history
-    (same values as kernels.reference index_block_scores / summary_block_scores)."""
+def _page_max(s: torch.Tensor, out: torch.Tensor) -> None:
+    """out [b, rows] = s [b, PAGE, rows].amax(1), by halving the page dim (contiguous elementwise maxima: faster
+    than the strided reduction, above all in bf16)."""
+    w = s.shape[1]
+    while w > 2:
+        w //= 2
+        s = torch.maximum(s[:, :w], s[:, w : 2 * w])
+    torch.maximum(s[:, 0], s[:, 1], out=out)
+
+
+def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, summary_mode: str,
+                        score_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Block scores [T, Hkv, n] (fp32) of every repository block for queries sharing the repository as history
+    (same values as kernels.reference index_block_scores / summary_block_scores). score_dtype bf16: index keys,
+    queries and the matmul's products in bf16 (fp32 accumulation inside the matmul, the result rounded to bf16):
+    the same blocks but near ties."""
     T, Hq, d = q.shape
     Hkv = pool.cfg.num_kv_heads
     pages = view.pages
     n = pages.numel()
     empty = pool.page_lens[pages] == 0
     if index_q is not None:
-        keys, partial, invalid = _index_keys(pool, layer, view)  # (n*PAGE, d_idx)
+        keys, partial, invalid = _index_keys(pool, layer, view, score_dtype)  # (n*PAGE, d_idx)
         rows = T * Hkv
-        q_t = index_q.float().reshape(rows, -1).T  # (d_idx, T*Hkv), a transposed view: faster in mm than a copy
-        blocks = max(1, (1 << 20) // (PAGE * rows))  # keys in chunks whose scores (~4 MB) stay in cache
+        q_t = index_q.to(score_dtype).reshape(rows, -1).T  # (d_idx, T*Hkv), a transposed view: faster in mm than a copy
+        elems = (1 << 20) if score_dtype == torch.float32 else (1 << 21)  # chunks whose scores (~4 MB) stay in cache
+        blocks = max(1, elems // (PAGE * rows))
         if blocks >= n:  # few queries (decode): one pass over the keys
             s = torch.mm(keys, q_t).view(n, PAGE, rows)
             block = s.amax(1)
             s = s[partial]
         else:
-            block = torch.empty(n, rows)
+            block = torch.empty(n, rows, dtype=score_dtype)
             for c in range(0, n, blocks):
-                torch.amax(torch.mm(keys[c * PAGE : (c + blocks) * PAGE], q_t).view(-1, PAGE, rows), 1,
-                           out=block[c : c + blocks])
+                _page_max(torch.mm(keys[c * PAGE : (c + blocks) * PAGE], q_t).view(-1, PAGE, rows), block[c : c + blocks])
             s = torch.matmul(keys.view(n, PAGE, -1)[partial], q_t)
         if partial.numel():  # slots past a page's end hold zeros: those pages' maxima again, masked
             block[partial] = s.masked_fill(invalid[..., None], float("-inf")).amax(1)
-        scores = block.T.reshape(T, Hkv, n)
+        scores = block.T.float().reshape(T, Hkv, n)
     else:
         qg = q.float().view(T, Hkv, Hq // Hkv, d)
         if summary_mode == "mean":
@@ -264,15 +290,29 @@ def select_blocks(scores: torch.Tensor, top_k: int) -> torch.Tensor:
     T, Hkv, n = scores.shape
     if n + 1 <= top_k:
         return torch.arange(n).expand(T, Hkv, n)
-    best = torch.sort(scores, dim=-1, descending=True, stable=True)
-    return best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
+    k = top_k - 1
+    # top-(k+1) by value, then the k kept ordered (descending, ties to the lower block) by two small stable sorts;
+    # rows whose k-th and (k+1)-th values tie (finite) may have kept the wrong one of equals: fully sorted instead
+    vals, idx = torch.topk(scores, k + 1, dim=-1)
+    tie = (vals[..., k - 1] == vals[..., k]) & torch.isfinite(vals[..., k])
+    idx, order = torch.sort(idx[..., :k], dim=-1, stable=True)
+    vals = vals[..., :k].gather(-1, order)
+    vals, order = torch.sort(vals, dim=-1, descending=True, stable=True)
+    idx = idx.gather(-1, order)
+    if bool(tie.any()):
+        best = torch.sort(scores[tie], dim=-1, descending=True, stable=True)
+        idx[tie], vals[tie] = best.indices[..., :k], best.values[..., :k]
+    return idx.masked_fill(vals == float("-inf"), -1)
 
 
-def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, rows: int = 16):
+def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, rows: int = 16,
+                    hot_share: float = 0.35):
     """Exact attention of q [T, Hq, d] over each query's own selected blocks (selected [T, Hkv, k], logical ids,
     -1 unused), block-major: the (query, block) pairs of a group are sorted by block and cut into work items of
     up to `rows` queries reading one block, so each block is gathered once per item (not once per query); every
-    item is one batched matmul, and each query's per-block partials are merged by log-sum-exp.
+    item is one batched matmul, and each query's per-block partials are merged by log-sum-exp. Blocks chosen by
+    at least hot_share of the queries (and `rows`) are attended together instead, by all queries at once with a
+    mask of who chose which (a few plain matmuls rather than many items).
     Returns out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
     T, Hq, d = q.shape
     Hkv, k = pool.cfg.num_kv_heads, selected.shape[-1]
@@ -288,21 +328,40 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
         s = torch.matmul(q.float().view(T, Hkv, G, d), keys.transpose(-1, -2)) * d**-0.5  # (T, Hkv, G, k*PAGE)
         p, norm, lse = _softmax_parts(s.masked_fill(~visible[:, :, None, :], float("-inf")))
         return (torch.matmul(p, values) / norm).view(T, Hq, d), lse.view(T, Hq)
-    part_out = torch.zeros(T, Hkv, k, G, d)
-    part_lse = torch.full((T, Hkv, k, G), float("-inf"))
+    part_out = torch.zeros(T, Hkv, k + 1, G, d)  # slot k: the group's hot blocks, attended together
+    part_lse = torch.full((T, Hkv, k + 1, G), float("-inf"))
     slots = torch.arange(PAGE)
     qf = q.float().view(T, Hkv, G, d)
+    pages_k = pool.k[layer].reshape(-1, PAGE, d)  # (pages * Hkv, PAGE, d): page p, head h at row p * Hkv + h
+    pages_v = pool.v[layer].reshape(-1, PAGE, d)
+    hot_min = max(rows, int(hot_share * T + 0.999))
     for h in range(Hkv):
         sel = selected[:, h]
         valid = sel >= 0
         if not bool(valid.any()):
             continue
+        counts = torch.bincount(sel[valid], minlength=lens.numel())
+        hot = counts >= hot_min
+        if bool(hot.any()):  # blocks most queries chose: one masked attention of all queries over them
+            hot_ids = hot.nonzero().flatten()
+            member = (sel[:, :, None] == hot_ids[None, None, :]).any(1)  # (T, m): query t chose hot block j
+            visible = (member[:, :, None] & (slots[None, :] < lens[hot_ids][:, None])[None]).flatten(1)
+            rows_hot = view.pages[hot_ids] * Hkv + h
+            keys = pages_k.index_select(0, rows_hot).float().flatten(0, 1)  # (m * PAGE, d)
+            values = pages_v.index_select(0, rows_hot).float().flatten(0, 1)
+            s = torch.matmul(qf[:, h], keys.T) * d**-0.5  # (T, G, m * PAGE)
+            p, norm, lse = _softmax_parts(s.masked_fill(~visible[:, None, :], float("-inf")))
+            part_out[:, h, k] = torch.matmul(p, values) / norm
+            part_lse[:, h, k] = lse
+            valid = valid & ~hot[sel.clamp(min=0)]
+            if not bool(valid.any()):
+                continue
+            counts = counts.masked_fill(hot, 0)
         block = sel[valid].long()
         query = torch.arange(T)[:, None].expand(T, k)[valid]
         slot = torch.arange(k)[None, :].expand(T, k)[valid]
         order = torch.argsort(block, stable=True)
         block, query, slot = block[order], query[order], slot[order]
-        counts = torch.bincount(block, minlength=lens.numel())
         rank = torch.arange(block.numel()) - (torch.cumsum(counts, 0) - counts)[block]
         items = (counts + rows - 1) // rows
         item = (torch.cumsum(items, 0) - items)[block] + rank // rows
@@ -313,9 +372,9 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
         index[item, pos] = query
         qpad = torch.cat([qf[:, h], qf.new_zeros(1, G, d)])  # row T: padding
         qb = qpad[index].view(n_items, rows * G, d)
-        phys = view.pages[item_block]
-        keys = pool.k[layer][phys, h].float()  # (items, PAGE, d)
-        values = pool.v[layer][phys, h].float()
+        rows_items = view.pages[item_block] * Hkv + h
+        keys = pages_k.index_select(0, rows_items).float()  # (items, PAGE, d)
+        values = pages_v.index_select(0, rows_items).float()
         s = torch.bmm(qb, keys.transpose(1, 2)) * d**-0.5  # (items, rows*G, PAGE)
         s = s.masked_fill((slots[None, :] >= lens[item_block][:, None])[:, None, :], float("-inf"))
         p, norm, lse = _softmax_parts(s)
@@ -331,11 +390,12 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
     return out.view(T, Hq, d), lse.view(T, Hq)
 
 
-def shared_history_sparse(q, index_q, pool: PagePool, layer: int, view: RepoView, top_k: int, summary_mode: str):
+def shared_history_sparse(q, index_q, pool: PagePool, layer: int, view: RepoView, top_k: int, summary_mode: str,
+                          score_dtype: torch.dtype = torch.float32):
     """MSA over the repository for queries q [T, Hq, d] whose history is the whole view: per query and group the
-    top (top_k - 1) blocks (the tail is the local block). Returns (out fp32 [T, Hq, d], lse [T, Hq], number of
-    selected blocks summed over queries and groups)."""
-    scores = shared_block_scores(q, index_q, pool, layer, view, summary_mode)  # (T, Hkv, n)
+    top (top_k - 1) blocks (the tail is the local block; index scores in score_dtype). Returns (out fp32
+    [T, Hq, d], lse [T, Hq], number of selected blocks summed over queries and groups)."""
+    scores = shared_block_scores(q, index_q, pool, layer, view, summary_mode, score_dtype)  # (T, Hkv, n)
     selected = select_blocks(scores, top_k)
     out, lse = attend_selected(q, pool, layer, view, selected)
     return out, lse, int((selected >= 0).sum())

@@ -36,7 +36,8 @@ def test_cpu_path_equals_reference(index_dim, mode, top_k):
     g = torch.Generator().manual_seed(1)
     q = torch.randn(37, 6, 24, generator=g)
     index_q = torch.randn(37, 2, index_dim, generator=g) if index_dim else None
-    ours = RepoAttention(pool, view, sparse=True, top_k=top_k, summary_mode=mode, use_kernels=False)
+    ours = RepoAttention(pool, view, sparse=True, top_k=top_k, summary_mode=mode, use_kernels=False,
+                         index_dtype=torch.float32)
     kern = RepoAttention(pool, view, sparse=True, top_k=top_k, summary_mode=mode, use_kernels=True)
     with ops.use_backend("reference"):
         want_out, want_lse = kern(1, q, index_q)
@@ -59,3 +60,47 @@ def test_segment_attention_equals_dense_parts_merged(T, N, offset, rows):
     want = merge([attend_dense(q, k, v, causal_start=offset)] + ([attend_dense(q, kc, vc)] if N else []))
     got = attend_segment(q, k, v, kc if N else None, vc if N else None, offset=offset, rows=rows)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 37])
+def test_bf16_index_scores_select_the_fp32_blocks_away_from_ties(T):
+    """bf16 index scores (the CPU default where bf16 matmul is native) pick the fp32 path's blocks for every query
+    and group whose fp32 scores leave a clear gap at the top-k boundary; the rest only swap near-equal blocks."""
+    from inference.attention import select_blocks, shared_block_scores
+
+    pool, pages = _pool(16)
+    view = RepoView.build(pool, pages)
+    g = torch.Generator().manual_seed(T)
+    q, index_q = torch.randn(T, 6, 24, generator=g), torch.randn(T, 2, 16, generator=g)
+    fp32 = shared_block_scores(q, index_q, pool, 1, view, "minmax")
+    bf16 = shared_block_scores(q, index_q, pool, 1, view, "minmax", score_dtype=torch.bfloat16)
+    assert bf16.dtype == torch.float32 and torch.equal(torch.isinf(bf16), torch.isinf(fp32))
+    finite = torch.isfinite(fp32)
+    torch.testing.assert_close(bf16[finite], fp32[finite], atol=0.05, rtol=0.02)
+    for top_k in (3, 6, 9):
+        want, got = select_blocks(fp32, top_k), select_blocks(bf16, top_k)
+        ranked = fp32.sort(-1, descending=True).values
+        gap = ranked[..., top_k - 2] - ranked[..., top_k - 1]
+        clear = gap > 0.02 * ranked[..., 0].abs().clamp_min(1)  # bf16 keeps ~3 significant digits
+        assert clear.float().mean() > (0.3 if T > 1 else 0)  # the exact check below covers a good share
+        assert torch.equal(got.sort(-1).values[clear], want.sort(-1).values[clear])
+        near = ~clear  # elsewhere a differing choice is one the fp32 scores rank about equal
+        for t, h in near.nonzero().tolist():
+            for block in set(got[t, h].tolist()) - set(want[t, h].tolist()):
+                assert fp32[t, h, block] >= ranked[t, h, top_k - 2] - 0.04 * ranked[t, h, 0].abs().clamp_min(1)
+
+
+def test_block_selection_breaks_ties_to_the_lower_block_as_a_full_sort():
+    from inference.attention import select_blocks
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 4, (50, 2, 30), generator=g).float()  # many ties, also at the boundary
+    scores[::7, :, 5:] = float("-inf")  # rows with fewer finite blocks than wanted
+    for top_k in (2, 8, 16, 31, 40):
+        got = select_blocks(scores, top_k)
+        if top_k >= 31:
+            assert torch.equal(got, torch.arange(30).expand(50, 2, 30))
+            continue
+        best = torch.sort(scores, dim=-1, descending=True, stable=True)
+        want = best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
+        assert torch.equal(got, want)

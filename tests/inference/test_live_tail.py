@@ -27,17 +27,17 @@ def test_context_attention_equals_dense(T, N):
     torch.testing.assert_close(got_lse, want_lse, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 16])
+@pytest.mark.parametrize("rows,hot_share", [(1, 2.0), (3, 0.25), (16, 2.0), (3, 0.0), (16, 0.25)])
 @pytest.mark.parametrize("T", [1, 3, 41])
 @pytest.mark.parametrize("top_k", [3, 6])
-def test_block_major_sparse_attention_equals_reference(T, rows, top_k):
+def test_block_major_sparse_attention_equals_reference(T, rows, hot_share, top_k):
     pool, pages = _pool(16)
     view = RepoView.build(pool, pages)
     g = torch.Generator().manual_seed(rows + top_k + T)
     q, index_q = torch.randn(T, 6, 24, generator=g), torch.randn(T, 2, 16, generator=g)
     selected = select_blocks(shared_block_scores(q, index_q, pool, 1, view, "minmax"), top_k)
     selected[T // 2, 1] = -1  # a query and group with nothing selected reads nothing
-    got_out, got_lse = attend_selected(q, pool, 1, view, selected, rows=rows)
+    got_out, got_lse = attend_selected(q, pool, 1, view, selected, rows=rows, hot_share=hot_share)
     block_rows, seq_lens = ref.prefill_rows(view.block_table, torch.full((T,), view.n_blocks * 128))
     want_out, want_lse = ref.sparse_decode(q, pool.k[1], pool.v[1], block_rows, seq_lens, selected.int(),
                                            page_lens=pool.page_lens, return_lse=True)
