@@ -362,25 +362,32 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
         slot = torch.arange(k)[None, :].expand(T, k)[valid]
         order = torch.argsort(block, stable=True)
         block, query, slot = block[order], query[order], slot[order]
-        rank = torch.arange(block.numel()) - (torch.cumsum(counts, 0) - counts)[block]
-        items = (counts + rows - 1) // rows
-        item = (torch.cumsum(items, 0) - items)[block] + rank // rows
-        pos = rank % rows
-        item_block = torch.repeat_interleave(torch.arange(lens.numel()), items)
-        n_items = item_block.numel()
-        index = torch.full((n_items, rows), T, dtype=torch.long)
-        index[item, pos] = query
-        qpad = torch.cat([qf[:, h], qf.new_zeros(1, G, d)])  # row T: padding
-        qb = qpad[index].view(n_items, rows * G, d)
-        rows_items = view.pages[item_block] * Hkv + h
-        keys = pages_k.index_select(0, rows_items).float()  # (items, PAGE, d)
-        values = pages_v.index_select(0, rows_items).float()
-        s = torch.bmm(qb, keys.transpose(1, 2)) * d**-0.5  # (items, rows*G, PAGE)
-        s = s.masked_fill((slots[None, :] >= lens[item_block][:, None])[:, None, :], float("-inf"))
-        p, norm, lse = _softmax_parts(s)
-        o = (torch.bmm(p, values) / norm).view(n_items, rows, G, d)
-        part_out[query, h, slot] = o[item, pos]
-        part_lse[query, h, slot] = lse.view(n_items, rows, G)[item, pos]
+        # items of `rows` queries for blocks many chose, of 4 or 1 for the rest (less padding in the matmuls)
+        size = torch.where(counts >= 5, rows, torch.where(counts >= 2, min(4, rows), 1))
+        for r in sorted(set(size[counts > 0].tolist())):
+            in_class = (size == r) & (counts > 0)
+            pick = in_class[block]
+            b, qy, sl = block[pick], query[pick], slot[pick]
+            c = counts.masked_fill(~in_class, 0)
+            rank = torch.arange(b.numel()) - (torch.cumsum(c, 0) - c)[b]
+            items = (c + r - 1) // r
+            item = (torch.cumsum(items, 0) - items)[b] + rank // r
+            pos = rank % r
+            item_block = torch.repeat_interleave(torch.arange(lens.numel()), items)
+            n_items = item_block.numel()
+            index = torch.full((n_items, r), T, dtype=torch.long)
+            index[item, pos] = qy
+            qpad = torch.cat([qf[:, h], qf.new_zeros(1, G, d)])  # row T: padding
+            qb = qpad[index].view(n_items, r * G, d)
+            rows_items = view.pages[item_block] * Hkv + h
+            keys = pages_k.index_select(0, rows_items).float()  # (items, PAGE, d)
+            values = pages_v.index_select(0, rows_items).float()
+            s = torch.bmm(qb, keys.transpose(1, 2)) * d**-0.5  # (items, r*G, PAGE)
+            s = s.masked_fill((slots[None, :] >= lens[item_block][:, None])[:, None, :], float("-inf"))
+            p, norm, lse = _softmax_parts(s)
+            o = (torch.bmm(p, values) / norm).view(n_items, r, G, d)
+            part_out[qy, h, sl] = o[item, pos]
+            part_lse[qy, h, sl] = lse.view(n_items, r, G)[item, pos]
     m = part_lse.amax(2)  # (T, Hkv, G)
     m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     w = torch.exp(part_lse - m_safe[:, :, None])
