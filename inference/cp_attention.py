@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inference.attention import RepoAttention, RepoView, SelectionStats, attend_dense, shared_block_scores
+from inference.attention import (SMALL_T, RepoAttention, RepoView, SelectionStats, attend_context,
+                                 shared_block_scores)
 from inference.distributed import Comm
 from inference.kv_cache import PAGE, PagePool
 from kernels import ops as _ops
@@ -63,6 +64,24 @@ class ShardedRepoAttention:
     def __post_init__(self):
         self.local = RepoAttention(self.pool, self.shard.view, sparse=self.sparse, top_k=self.top_k,
                                    summary_mode=self.summary_mode)
+        self._tables: dict = {}  # kernels path: per (T, device) the rows of one shared table, and the key low words
+
+    def _kernels(self, q: torch.Tensor) -> bool:
+        return q.is_cuda if self.use_kernels is None else self.use_kernels
+
+    def _rows(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Kernels path, T queries that all see every local block: (rows [T, n + 1], a stride-0 view of the shared
+        block table; seq_lens [T] = n * PAGE + 1; low words [n + 1] of the blocks' keys, 0 for the virtual local
+        block n, whose score is -inf), built once per chunk size."""
+        key = (q.shape[0], q.device)
+        if key not in self._tables:
+            view = self.shard.view
+            positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
+            rows, seq_lens = ref.prefill_rows(view.block_table.to(q.device), positions)
+            low = torch.zeros(view.n_blocks + 1, dtype=torch.int64, device=q.device)
+            low[: view.n_blocks] = id_low_words(self.shard.global_ids.to(q.device))
+            self._tables[key] = (rows, seq_lens, low)
+        return self._tables[key]
 
     @property
     def view(self) -> RepoView:
@@ -77,45 +96,55 @@ class ShardedRepoAttention:
         T, Hq, d = q.shape
         view = self.shard.view
         if self.dense_layer(layer) or self.shard.n_global + 1 <= self.top_k:
+            if not self.dense_layer(layer):  # every block is selected: count them like one rank would (all ranks)
+                self._count(T, self.shard.n_global)
             if view.n_blocks == 0:
                 return _empty(q)
-            if not self.dense_layer(layer):  # every block is selected: count them like one rank would
-                self._count(T, self.shard.n_global)
-            if T <= 4 and (q.is_cuda if self.use_kernels is None else self.use_kernels):  # decode: read pages in place
-                positions = torch.full((T,), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
-                rows, seq_lens = ref.prefill_rows(view.block_table, positions)
+            if not self._kernels(q):  # CPU: the one-rank path's fused attention over a contiguous copy
+                return attend_context(q, *view.contiguous(self.pool, layer))
+            if T <= SMALL_T:  # decode: one row per query, pages read in place
+                rows, seq_lens, _ = self._rows(q)
                 out, lse = _ops.dense_decode(q, self.pool.k[layer], self.pool.v[layer], rows, seq_lens,
                                              page_lens=self.pool.page_lens, return_lse=True)
-                return out.float(), lse
-            return attend_dense(q, view.gather(self.pool.k[layer]), view.gather(self.pool.v[layer]))
+            else:  # a prompt: the queries' heads stacked into tiles over the one shared table, pages read in place
+                positions = torch.full((T,), view.n_blocks * PAGE - 1, dtype=torch.int32, device=q.device)
+                out, lse = _ops.dense_prefill(q, self.pool.k[layer], self.pool.v[layer],
+                                              view.block_table[: view.n_blocks], positions,
+                                              page_lens=self.pool.page_lens, return_lse=True)
+            return out.float(), lse
         selected = self._select(layer, q, index_q)  # [T, Hkv, k-1] local ids, -1 = not mine / none
         if view.n_blocks == 0:
             return _empty(q)
         return self._attend_selected(layer, q, selected)
 
     def _scores(self, layer, q, index_q) -> torch.Tensor:
+        """Block scores fp32: [T, Hkv, n] on CPU; [T, Hkv, n + 1] on the kernels path (the virtual local block n
+        scores -inf), from one shared table."""
         pool, view = self.pool, self.shard.view
         use_index = index_q is not None and layer in pool.index_slot
-        if not (q.is_cuda if self.use_kernels is None else self.use_kernels):
+        if not self._kernels(q):
             return shared_block_scores(q, index_q if use_index else None, pool, layer, view, self.summary_mode)
-        positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
-        rows, seq_lens = ref.prefill_rows(view.block_table, positions)
+        rows, seq_lens, _ = self._rows(q)
         if use_index:
-            scores = _ops.index_block_scores(index_q, pool.index_k[pool.index_slot[layer]], rows, seq_lens,
-                                             page_lens=pool.page_lens)
-        else:
-            scores = _ops.summary_block_scores(q, pool.kmin[layer], pool.kmax[layer], rows, seq_lens,
-                                               kmean=pool.kmean[layer], mode=self.summary_mode, page_lens=pool.page_lens)
-        return scores[..., : view.n_blocks]
+            return _ops.index_block_scores(index_q, pool.index_k[pool.index_slot[layer]], rows, seq_lens,
+                                           page_lens=pool.page_lens)
+        return _ops.summary_block_scores(q, pool.kmin[layer], pool.kmax[layer], rows, seq_lens,
+                                         kmean=pool.kmean[layer], mode=self.summary_mode, page_lens=pool.page_lens)
 
     def _select(self, layer, q, index_q) -> torch.Tensor:
         T, Hkv, k1 = q.shape[0], self.pool.cfg.num_kv_heads, self.top_k - 1
         view, gids = self.shard.view, self.shard.global_ids
-        if view.n_blocks:
+        if view.n_blocks and self._kernels(q):  # the one-rank top-k op, keys of its picks only
+            rows, seq_lens, low = self._rows(q)
             scores = self._scores(layer, q, index_q)
+            ids = _ops.topk_blocks(scores, seq_lens, self.top_k)[..., :k1]  # -1 pads
+            keys = picked_keys(scores, low, ids)
         else:
-            scores = torch.full((T, Hkv, 0), NEG_INF, device=q.device)
-        keys, ids = local_candidates(scores, gids.to(q.device), k1)
+            if view.n_blocks:
+                scores = self._scores(layer, q, index_q)
+            else:
+                scores = torch.full((T, Hkv, 0), NEG_INF, device=q.device)
+            keys, ids = local_candidates(scores, gids.to(q.device), k1)
         gathered = candidate_buffer(self.comm.world, keys.shape, keys.device)
         self._gather(keys, gathered[:-1])
         self._count_tensor(T, count_picks(gathered, k1))
@@ -123,9 +152,8 @@ class ShardedRepoAttention:
 
     def _attend_selected(self, layer, q, selected) -> tuple[torch.Tensor, torch.Tensor]:
         pool, view = self.pool, self.shard.view
-        if q.is_cuda if self.use_kernels is None else self.use_kernels:
-            positions = torch.full((q.shape[0],), view.n_blocks * PAGE, dtype=torch.int32, device=q.device)
-            rows, seq_lens = ref.prefill_rows(view.block_table, positions)
+        if self._kernels(q):
+            rows, seq_lens, _ = self._rows(q)
             out, lse = attend_selected_pages(q, pool, layer, rows, seq_lens, selected)
             return out.float(), lse
         return attend_blocks(q, pool, layer, view, selected)
@@ -192,6 +220,14 @@ def local_candidates(scores: torch.Tensor, gids: torch.Tensor, k1: int) -> tuple
         keys = torch.cat([keys, torch.full((T, Hkv, k1 - W), PAD_KEY, dtype=keys.dtype, device=keys.device)], -1)
         ids = torch.cat([ids, torch.full((T, Hkv, k1 - W), -1, dtype=ids.dtype, device=ids.device)], -1)
     return keys, ids
+
+
+def picked_keys(scores: torch.Tensor, low: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """int64 keys [T, Hkv, k1] of the blocks `ids` (local ids from kernels.ops.topk_blocks, -1 = none) given scores
+    [T, Hkv, W] whose last column is -inf (the virtual local block) and low words [W]: only the picks are keyed
+    (not all T x W scores); -1 reads the last column, so it keys below KEY_FLOOR and is never picked."""
+    col = ids.long().remainder(scores.shape[-1])
+    return block_keys(scores.gather(-1, col), low[col])
 
 
 def candidate_buffer(world: int, shape, device) -> torch.Tensor:

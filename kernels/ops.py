@@ -121,6 +121,16 @@ def sparse_prefill(q, k_cache, v_cache, block_table, positions, selected, *, sca
     return reference.sparse_prefill(q, k_cache, v_cache, block_table, positions, selected, scale=scale, page_lens=page_lens, return_lse=return_lse)
 
 
+def dense_prefill(q, k_cache, v_cache, block_table, positions, *, scale=None, page_lens=None, return_lse=False):
+    if _triton(q):
+        from kernels import dense_prefill as kernel
+
+        return kernel.dense_prefill(q, k_cache, v_cache, block_table, positions, scale=scale, page_lens=page_lens,
+                                    return_lse=return_lse)
+    return reference.dense_prefill(q, k_cache, v_cache, block_table, positions, scale=scale, page_lens=page_lens,
+                                   return_lse=return_lse)
+
+
 def write_page_summaries(k_cache, kmin, kmax, kmean, page_ids, page_lens):
     if _triton(k_cache):
         from kernels import summaries

@@ -229,6 +229,14 @@ def sparse_prefill(q, k_cache, v_cache, block_table, positions, selected, *, sca
     return sparse_decode(q, k_cache, v_cache, rows, seq_lens, selected, scale=scale, page_lens=page_lens, return_lse=return_lse)
 
 
+def dense_prefill(q, k_cache, v_cache, block_table, positions, *, scale=None, page_lens=None, return_lse=False):
+    """Dense causal attention for a chunk of T query tokens of one sequence: q [T, Hq, d], block_table [max_blocks]
+    (the sequence's table, shared by every query), positions [T]; query t sees every visible token at logical
+    positions <= positions[t] (dense_decode over the rows of prefill_rows)."""
+    rows, seq_lens = prefill_rows(block_table, positions)
+    return dense_decode(q, k_cache, v_cache, rows, seq_lens, scale=scale, page_lens=page_lens, return_lse=return_lse)
+
+
 def merge_partials(outs: torch.Tensor, lses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge S partial attentions over disjoint token sets: outs [S, ..., d], lses [S, ...] (natural log) ->
     (out [..., d] in outs' dtype, lse [...]). Parts with lse = -inf weigh nothing."""

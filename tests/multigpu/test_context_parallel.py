@@ -25,6 +25,21 @@ def one_thread():
 
 
 OPTIONS = dict(top_k_blocks=4, segment_cap=512)  # few blocks per query: the selection matters
+
+
+def _one_rank(model, **options) -> Engine:
+    """The one-rank reference, scoring blocks in fp32 as the ranks do (a lone CPU engine may score its index
+    branch in bf16 for speed, which orders near ties differently)."""
+    engine = Engine(str(model), device="cpu", **options)
+    inner = engine._repo_attention
+
+    def repo_attention(live_path):
+        attn, key = inner(live_path)
+        attn.index_dtype = torch.float32
+        return attn, key
+
+    engine._repo_attention = repo_attention
+    return engine
 PROMPT = ("pkg/mod1.py", "import os\n\ndef g(x):\n    return", "\n")
 
 
@@ -64,7 +79,7 @@ def _edit(files, owners: dict[str, int], loads: list[int]):
 @pytest.mark.parametrize("world", [2, 3])
 def test_ranks_match_one_rank_before_and_after_edits(msa_model, world):
     files = repo_files(7, 12)
-    one = Engine(str(msa_model), device="cpu", **OPTIONS)
+    one = _one_rank(msa_model, **OPTIONS)
     many = cp_engine.start(str(msa_model), dict(OPTIONS), devices=",".join(["cpu"] * world), timeout_s=60)
     try:
         a, b = one.sync(files, []), many.sync(files, [])
@@ -89,7 +104,7 @@ def test_summary_selection_matches_one_rank(tiny_models):
     """A checkpoint without an index branch: blocks picked by page summaries (Quest bound) across ranks."""
     files = repo_files(6, 12)
     options = dict(OPTIONS, dense_layers=1)
-    one = Engine(str(tiny_models["qwen2"]), device="cpu", **options)
+    one = _one_rank(tiny_models["qwen2"], **options)
     many = cp_engine.start(str(tiny_models["qwen2"]), dict(options), devices="cpu,cpu", timeout_s=60)
     try:
         one.sync(files, [])
@@ -129,7 +144,7 @@ def _forced_logits(engine, tokens, fixed: bool):
 def test_fixed_shape_step_over_ranks_matches_one_rank_logits(msa_model, attention):
     """Teacher-forced steps: every step's logits of the ranks' fixed-shape step equal one rank's general forward."""
     files = repo_files(7, 12)
-    one = Engine(str(msa_model), device="cpu", attention=attention, **OPTIONS)
+    one = _one_rank(msa_model, attention=attention, **OPTIONS)
     many = cp_engine.start(str(msa_model), dict(OPTIONS, attention=attention, decode="static"), devices="cpu,cpu",
                            timeout_s=60)
     try:
