@@ -6,7 +6,8 @@ row each: the G query heads of every query of a GQA group are stacked into tiles
 one program per (row tile, KV head, split) reads each page part once for BLOCK_M // G queries and multiplies
 [BLOCK_M, d] x [d, BLOCK_N] tiles (a decode kernel pads each query's G heads to 16 rows instead). Query t sees the
 visible tokens j <= positions[t] (j < page_lens of its page). Splits walk disjoint ranges of page parts with an online
-softmax in base 2 and are merged by `sparse_decode`'s merge kernel; one split writes the result itself.
+softmax in base 2 and are merged by `sparse_decode`'s merge kernel; one split writes the result itself. The
+range length is a runtime argument, so a new repository size or chunk length does not compile the kernel again.
 Non-job: choosing blocks (block-sparse prompts go through `sparse_decode`'s kernels), launch tuning per GPU.
 """
 
@@ -25,11 +26,11 @@ TARGET_PROGRAMS = 1024  # programs per launch the split count aims at (fills an 
 @triton.jit
 def _dense_prefill_kernel(
     q_ptr, k_ptr, v_ptr, bt_ptr, seq_ptr, plen_ptr, o_ptr, lse_ptr,
-    T, HKV, NB, qk_scale,
+    T, HKV, NB, UNITS, qk_scale,
     s_qt, s_qh, s_kp, s_kh, s_kt, s_vp, s_vh, s_vt,
     s_ot, s_oh, s_os, s_lt, s_lh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
-    SUB: tl.constexpr, UNITS: tl.constexpr, HAS_PLEN: tl.constexpr, DIRECT: tl.constexpr, IEEE: tl.constexpr,
+    SUB: tl.constexpr, HAS_PLEN: tl.constexpr, DIRECT: tl.constexpr, IEEE: tl.constexpr,
 ):
     tile = tl.program_id(0) // HKV
     h = tl.program_id(0) % HKV
@@ -119,12 +120,12 @@ def dense_prefill(q, k_cache, v_cache, block_table, positions, *, scale=None, pa
         s_os = po.stride(2)
     _dense_prefill_kernel[(tiles * Hkv, splits)](
         q, k_cache, v_cache, block_table, seq, page_lens if page_lens is not None else seq, po, plse,
-        T, Hkv, nb, scale * LOG2E,
+        T, Hkv, nb, per_split, scale * LOG2E,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         po.stride(0), po.stride(1), s_os, plse.stride(0), plse.stride(1),
         G=G, BLOCK_M=block_m, D=D, D_PAD=max(16, triton.next_power_of_2(D)), BLOCK_N=block_n, SUB=PAGE // block_n,
-        UNITS=per_split, HAS_PLEN=page_lens is not None, DIRECT=direct, IEEE=k_cache.dtype == torch.float32,
+        HAS_PLEN=page_lens is not None, DIRECT=direct, IEEE=k_cache.dtype == torch.float32,
         num_warps=num_warps, num_stages=num_stages,
     )
     if not direct:
