@@ -264,7 +264,8 @@ def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, 
         blocks = max(1, elems // (PAGE * rows))
         if blocks >= n:  # few queries (decode): one pass over the keys
             s = torch.mm(keys, q_t).view(n, PAGE, rows)
-            block = s.amax(1)
+            block = torch.empty(n, rows, dtype=score_dtype)
+            _page_max(s, block)
             s = s[partial]
         else:
             block = torch.empty(n, rows, dtype=score_dtype)
