@@ -3,7 +3,8 @@
 The repository part goes through the MSA ops (index_block_scores / summary_block_scores, topk_blocks,
 sparse_decode) of `kernels.ops` (Triton) on CUDA. On CPU it uses `shared_history_sparse` below, which computes
 the same selection and attention for a chunk of queries that share one repository history: block scores as one
-matmul per layer over a contiguous copy of the index keys kept with the view, then per GQA group
+matmul per layer over a contiguous copy of the index keys kept with the view (bf16 where the CPU multiplies
+bf16 natively: the selection may then differ from fp32 on near ties), then per GQA group
 the (query, block) pairs sorted by block and cut into work items of a few queries reading one page, so a page is
 gathered once per item rather than once per query (tested equal to kernels.reference). Dense layers on CPU read a contiguous copy of the repository K/V through the fused attention
 op with log-sum-exp. The two parts are merged
