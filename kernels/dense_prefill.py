@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.sparse_decode import LOG2E, PAGE, _merge_kernel
+from kernels.sparse_decode import LOG2E, PAGE, _dot, _merge_kernel, _softmax_finish, _softmax_step
 
 PAGE_C = tl.constexpr(PAGE)
 TARGET_PROGRAMS = 1024  # programs per launch the split count aims at (fills an H100's SMs several times)
@@ -59,24 +59,12 @@ def _dense_prefill_kernel(
         in_page = tok < count
         k = tl.load(k_ptr + phys * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=in_page[:, None] & dm[None, :], other=0.0)
         v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=in_page[:, None] & dm[None, :], other=0.0)
-        if IEEE:
-            s = tl.dot(q.to(k.dtype), tl.trans(k), input_precision="ieee")
-        else:
-            s = tl.dot(q.to(k.dtype), tl.trans(k))
+        s = _dot(q.to(k.dtype), tl.trans(k), IEEE)
         vis = in_page[None, :] & ((blk * PAGE_C + tok)[None, :] < seq[:, None])
         s = tl.where(vis, s * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        if IEEE:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    has = l_i > 0
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+        m_i, alpha, p, l_i = _softmax_step(s, m_i, l_i)
+        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
+    out, lse2 = _softmax_finish(acc, m_i, l_i)
     if DIRECT:
         tl.store(o_ptr + t[:, None] * s_ot + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=row_ok[:, None] & dm[None, :])
         tl.store(lse_ptr + t * s_lt + qh * s_lh, lse2 * 0.6931471805599453, mask=row_ok)

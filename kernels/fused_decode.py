@@ -23,6 +23,7 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from kernels.launch_configs import launch_config
 from kernels.topk import _layout, _pack
+from kernels.sparse_decode import _dot, _softmax_finish, _softmax_step
 
 PAGE = 128
 PAGE_C = tl.constexpr(PAGE)  # the page size inside kernels
@@ -224,30 +225,18 @@ def _attn_merge_kernel(
         v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
         k = k.to(q.dtype)
         v = v.to(q.dtype)
-        if IEEE:
-            s = tl.dot(q, tl.trans(k), input_precision="ieee")
-        else:
-            s = tl.dot(q, tl.trans(k))
+        s = _dot(q, tl.trans(k), IEEE)
         if SCALED:
             s = s * (qk_scale * tl.load(ks_ptr + phys * s_sp + h * s_sh))
         else:
             s = s * qk_scale
         s = tl.where(vis[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        if IEEE:
-            pv = tl.dot(p.to(q.dtype), v, input_precision="ieee")
-        else:
-            pv = tl.dot(p.to(q.dtype), v)
+        m_i, alpha, p, l_i = _softmax_step(s, m_i, l_i)
+        pv = _dot(p.to(q.dtype), v, IEEE)
         if SCALED:
             pv = pv * tl.load(vs_ptr + phys * s_sp + h * s_sh)
         acc = acc * alpha[:, None] + pv
-        m_i = m_new
-    has = l_i > 0
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+    out, lse2 = _softmax_finish(acc, m_i, l_i)
     gmask = gg < G
     if DIRECT:  # one split: no partials, no merge
         tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None] & dm[None, :])

@@ -25,6 +25,32 @@ LN2 = 0.6931471805599453
 
 
 @triton.jit
+def _dot(a, b, IEEE: tl.constexpr):
+    """a @ b; IEEE: exact fp32 products (fp32 caches, the interpreter's tests) instead of TF32."""
+    if IEEE:
+        return tl.dot(a, b, input_precision="ieee")
+    return tl.dot(a, b)
+
+
+@triton.jit
+def _softmax_step(s, m_i, l_i):
+    """One tile of the online softmax: scores s [rows, n] in log2 units (-inf where not visible), running max m_i
+    and sum l_i [rows] -> (new max, alpha that rescales what was accumulated, p = exp2(s - new max), new sum)."""
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    return m_new, alpha, p, l_i * alpha + tl.sum(p, axis=1)
+
+
+@triton.jit
+def _softmax_finish(acc, m_i, l_i):
+    """(out = acc / l_i, log-sum-exp in log2 units); rows that saw nothing: out 0, lse -inf."""
+    has = l_i > 0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    return out, tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+
+
+@triton.jit
 def _sparse_attn_kernel(
     q_ptr, k_ptr, v_ptr, bt_ptr, seq_ptr, plen_ptr, sel_ptr, o_ptr, lse_ptr,
     HKV, NSEL, qk_scale,
@@ -59,23 +85,10 @@ def _sparse_attn_kernel(
         vis = tok < count
         k = tl.load(k_ptr + phys * s_kp + h * s_kh + tok[:, None] * s_kt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
         v = tl.load(v_ptr + phys * s_vp + h * s_vh + tok[:, None] * s_vt + dd[None, :], mask=vis[:, None] & dm[None, :], other=0.0)
-        if IEEE:
-            s = tl.dot(q.to(k.dtype), tl.trans(k), input_precision="ieee")
-        else:
-            s = tl.dot(q.to(k.dtype), tl.trans(k))
-        s = tl.where(vis[None, :], s * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        if IEEE:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    has = l_i > 0
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+        s = tl.where(vis[None, :], _dot(q.to(k.dtype), tl.trans(k), IEEE) * qk_scale, float("-inf"))
+        m_i, alpha, p, l_i = _softmax_step(s, m_i, l_i)
+        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
+    out, lse2 = _softmax_finish(acc, m_i, l_i)
     gmask = gg < G
     if DIRECT:
         tl.store(o_ptr + row * s_ob + qh[:, None] * s_oh + dd[None, :], out.to(o_ptr.dtype.element_ty), mask=gmask[:, None] & dm[None, :])
