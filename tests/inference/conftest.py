@@ -104,6 +104,31 @@ def repo_files(n: int = 6, lines: int = 8) -> list[tuple[str, str, str]]:
     return out
 
 
+def random_page_pool(index_dim: int, lengths: tuple[int, ...], seed: int):
+    """A float32 CPU page pool of a 2-layer model (6 query / 2 KV heads, head_dim 24; layer 1 sparse) holding one
+    segment of random K/V (and index keys when index_dim, page summaries otherwise) per length; returns (pool,
+    the segments' pages in reverse, so logical order differs from physical order)."""
+    import torch
+
+    from inference.config import ModelConfig
+    from inference.kv_cache import PagePool
+
+    cfg = ModelConfig(family="qwen3", vocab_size=10, hidden_size=32, intermediate_size=32, num_layers=2,
+                      num_q_heads=6, num_kv_heads=2, head_dim=24, index_dim=index_dim, index_rope_dim=index_dim // 2,
+                      sparse_layers=(False, True))
+    pool = PagePool(cfg, torch.device("cpu"), torch.float32, summaries=index_dim == 0, initial_pages=4)
+    g = torch.Generator().manual_seed(seed)
+    pages = []
+    for n in lengths:
+        seg = pool.alloc((n + 127) // 128)
+        for layer in range(2):
+            pool.write(layer, seg, torch.randn(n, 2, 24, generator=g), torch.randn(n, 2, 24, generator=g),
+                       torch.randn(n, index_dim, generator=g) if index_dim else None)
+        pool.seal(seg, n)
+        pages += seg
+    return pool, pages[::-1]
+
+
 @pytest.fixture(scope="session")
 def msa_model(tmp_path_factory):
     """A qwen3-shaped random model with an MSA index branch on layers 1.. (layer 0 dense)."""

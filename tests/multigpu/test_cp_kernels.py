@@ -16,10 +16,9 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from inference.attention import RepoAttention, RepoView  # noqa: E402
-from inference.config import ModelConfig  # noqa: E402
 from inference.cp_attention import ShardedRepoAttention, ShardView  # noqa: E402
-from inference.kv_cache import PagePool  # noqa: E402
 from kernels import ops  # noqa: E402
+from tests.inference.conftest import random_page_pool  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy noise from the interpreter
 
@@ -75,20 +74,7 @@ def run_ranks(world: int, fn):
 
 
 def _pool(index_dim: int):
-    cfg = ModelConfig(family="qwen3", vocab_size=10, hidden_size=32, intermediate_size=32, num_layers=2,
-                      num_q_heads=6, num_kv_heads=2, head_dim=24, index_dim=index_dim, index_rope_dim=index_dim // 2,
-                      sparse_layers=(False, True))
-    pool = PagePool(cfg, torch.device("cpu"), torch.float32, summaries=index_dim == 0, initial_pages=4)
-    g = torch.Generator().manual_seed(7)
-    pages = []
-    for n in (300, 1, 129, 700, 128, 77, 250):  # segments with partial last pages
-        seg = pool.alloc((n + 127) // 128)
-        for layer in range(2):
-            pool.write(layer, seg, torch.randn(n, 2, 24, generator=g), torch.randn(n, 2, 24, generator=g),
-                       torch.randn(n, index_dim, generator=g) if index_dim else None)
-        pool.seal(seg, n)
-        pages += seg
-    return pool, pages[::-1]  # logical order differs from physical order
+    return random_page_pool(index_dim, (300, 1, 129, 700, 128, 77, 250), seed=7)  # segments with partial last pages
 
 
 @pytest.mark.parametrize("world,owners,index_dim,mode,top_k,T", [
