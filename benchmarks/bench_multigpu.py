@@ -12,8 +12,9 @@ local copy of identical shape (benchmark-only, wrong tokens), so comm share = 1 
 The plain row's comm_share is the synchronized wall time inside collectives over the step's time.
 Phase "fit" (--fit): each GPU's page pool is sized once, before anything is filled, to
     (GPU memory - weights - --reserve-gib) / (KV bytes per token + --headroom-per-token)
-tokens (the headroom covers a prompt's dense-layer gathers, which grow with the cache), the repository grows to 96%
-of that on every GPU (partial pages, placement), and completions run through the CUDA-graph step at that size.
+tokens (the headroom covers a prompt's dense-layer gathers, which grow with the cache), files are added while every
+GPU's cached pages stay within 96% of its pool (the rest holds live tails), and completions run through the
+CUDA-graph step at that size.
 
     python benchmarks/bench_multigpu.py --write-checkpoint DIR --preset 1.5b
     python benchmarks/bench_multigpu.py --model DIR --fit --out one.json                                # 1 GPU
@@ -48,43 +49,53 @@ from inference.kv_cache import PAGE, Segment  # noqa: E402
 log = logging.getLogger("bench_multigpu")
 
 
-def file_shape(per_file: int, tok) -> tuple[int, int]:
-    """(lines, tokens) of one benchmark file of about `per_file` tokens, its tokens counted as it really encodes."""
-    lines = max(1, int(20 * per_file / len(tok.encode(_code(0, 20)))))
-    return lines, len(tok.encode(f"src/m{0:06d}.py\n" + _code(0, lines)))
-
-
-def repo_files(tokens: int, per_file: int, tok) -> list[tuple[str, str, str]]:
-    """As many files of about `per_file` tokens as make `tokens`."""
-    lines, actual = file_shape(per_file, tok)
-    return [(f"src/m{i:06d}.py", str(i), _code(i, lines)) for i in range(max(1, tokens // actual))]
-
-
-def placement(engine: Engine, files, world: int) -> list[int]:
-    """The rank the context-parallel engine's sync gives each file (same rule, same token counts)."""
-    if world == 1:
-        return [0] * len(files)
-    load, out = [0] * world, []
+def _parts(engine: Engine, files) -> list:
+    """The cache parts (segments) the engine's sync makes of `files`, each with its real token count."""
+    repo, tok = engine.repo, engine.tok
+    specs = []
     for path, _, text in files:
-        rank = cp_engine.least_loaded(load)
-        load[rank] += len(engine.tok.encode(engine.fim.file_header(path) + text))
-        out.append(rank)
-    return out
+        header = repo.header(path)
+        specs.append((path, tok.encode(header + text), tok.encode(header), layouts.text_key(path, text)))
+    return layouts.plan(repo.layout, specs, prefix_len=repo.prefix_len, cap=repo.cap, layout_key=repo.layout_key)
+
+
+def _pages(parts) -> int:
+    return sum((p.n_kept + PAGE - 1) // PAGE for p in parts)
+
+
+def repo_files(engine: Engine, base_tokens: int, per_file: int, world: int, fit_pages: int | None = None):
+    """Benchmark files of about `per_file` tokens, with the rank the context-parallel engine's sync gives each (its
+    least-loaded rule on the same token counts). The first `n_base` files hold at least `base_tokens` tokens (the
+    base phase); with `fit_pages`, more files follow while every rank's cached pages stay within it (the fit phase).
+    Sizes are counted as the files really encode and split into pages. Returns (files, owners, n_base)."""
+    lines = max(1, int(20 * per_file / len(engine.tok.encode(_code(0, 20)))))
+    files, owners, n_base = [], [], None
+    load, pages = [0] * world, [0] * world
+    while True:
+        if n_base is None and sum(load) >= base_tokens:
+            n_base = len(files)
+            if fit_pages is None:
+                return files, owners, n_base
+        f = (f"src/m{len(files):06d}.py", str(len(files)), _code(len(files), lines))
+        rank = cp_engine.least_loaded(load) if world > 1 else 0
+        n_pages = _pages(_parts(engine, [f]))
+        if n_base is not None and pages[rank] + n_pages > fit_pages:
+            return files, owners, n_base
+        load[rank] += len(engine.tok.encode(engine.fim.file_header(f[0]) + f[2]))
+        pages[rank] += n_pages
+        files.append(f)
+        owners.append(rank)
 
 
 @torch.inference_mode()
 def fill_random(engine: Engine, files, grow: bool = True) -> int:
     """Put `files` into the engine's repository cache with random KV (no prefill); returns pages filled. Without
     `grow` a pool too small is an error (growing copies the whole pool, which cannot fit at the fit size)."""
-    repo, pool, store, tok = engine.repo, engine.pool, engine.store, engine.tok
+    repo, pool, store = engine.repo, engine.pool, engine.store
     for path, _, text in files:
         repo.files[path] = text
-    specs = []
-    for path, _, text in files:
-        header = repo.header(path)
-        specs.append((path, tok.encode(header + text), tok.encode(header), layouts.text_key(path, text)))
-    parts = layouts.plan(repo.layout, specs, prefix_len=repo.prefix_len, cap=repo.cap, layout_key=repo.layout_key)
-    need = sum((p.n_kept + PAGE - 1) // PAGE for p in parts)
+    parts = _parts(engine, files)
+    need = _pages(parts)
     if need > len(pool.free) and not grow:
         raise RuntimeError(f"the fit phase needs {need} pages, the pre-sized pool has {len(pool.free)} free")
     if need > len(pool.free):
@@ -117,7 +128,7 @@ def fit_plan(engine: Engine, world: int, args) -> dict:
     return dict(total_gib=round(total / 2**30, 1), weights_gib=round(weights / 2**30, 2), kv_bytes_per_token=per_token,
                 reserve_gib=args.reserve_gib, headroom_bytes_per_token=args.headroom_per_token,
                 pool_tokens_per_gpu=pool_tokens, pool_gib_per_gpu=round(pool_tokens * per_token / 2**30, 2),
-                repo_tokens=int(0.96 * world * pool_tokens))
+                fill_share=0.96)
 
 
 def _sync_all():
@@ -233,9 +244,8 @@ def run(args) -> dict | None:
     plan = fit_plan(engine, world, args) if args.fit and (engine.device.type == "cuda" or args.fit_memory_gib) else None
     if plan:  # the pool is sized once, before anything is stored: growing it later would copy it
         engine.pool.release(engine.pool.alloc(max(0, plan["pool_tokens_per_gpu"] // PAGE - engine.pool.used_pages)))
-    files = repo_files(max(args.tokens, plan["repo_tokens"] if plan else 0), args.per_file, engine.tok)
-    n_base = max(1, args.tokens // file_shape(args.per_file, engine.tok)[1])
-    owners = placement(engine, files, world)
+    files, owners, n_base = repo_files(engine, args.tokens, args.per_file, world,
+                                       int(plan["fill_share"] * plan["pool_tokens_per_gpu"]) // PAGE if plan else None)
     mine = [[f for i, (f, r) in enumerate(zip(files, owners)) if r == rank and (i < n_base) == base]
             for base in (True, False)]
     t = time.perf_counter()

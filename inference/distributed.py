@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import socket
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -157,9 +158,20 @@ class Comm:
             raise DistributedFailure(f"rank {self.rank}/{self.world}: {what} failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else ''}); a rank died or froze") from exc
 
-    def close(self) -> None:
-        try:
-            if dist.is_initialized():
+    def close(self, timeout_s: float = 20.0) -> None:
+        """Tear the group down; NCCL's teardown can block on a peer that already left, so it gets a deadline."""
+        if not dist.is_initialized():
+            return
+
+        def destroy():
+            try:
                 dist.destroy_process_group()
-        except Exception as exc:  # a group broken by a dead rank cannot always be torn down cleanly
-            log.warning("rank %d: process group teardown: %s", self.rank, exc)
+            except Exception as exc:  # a group broken by a dead rank cannot always be torn down cleanly
+                log.warning("rank %d: process group teardown: %s", self.rank, exc)
+
+        teardown = threading.Thread(target=destroy, daemon=True, name="group-teardown")
+        teardown.start()
+        teardown.join(timeout_s)
+        if teardown.is_alive():
+            log.warning("rank %d: process group teardown still blocked after %.0f s; left to the process's end",
+                        self.rank, timeout_s)

@@ -56,7 +56,7 @@ if [ "${#reports[@]}" -gt 0 ]; then
   "$PY" benchmarks/bench_multigpu.py --report "${reports[@]}" --out "$OUT/multigpu.json" >"$OUT/report.txt" 2>&1
 fi
 
-timeout -k 10 "$(limit 150)" "$PY" -m pytest -q tests/multigpu/test_cp_graph_gpu.py -p no:cacheprovider \
+timeout -k 10 "$(limit 150)" "$PY" -m pytest -q tests/multigpu/test_cp_graph_gpu.py -p no:cacheprovider -o faulthandler_timeout=60 \
   >"$OUT/gpu-tests.log" 2>&1
 tests_rc=$?
 tail -n 15 "$OUT/gpu-tests.log"
