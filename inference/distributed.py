@@ -84,6 +84,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+COMMAND_PIECE = 4 << 20  # bytes per store message of a command (the TCP store refuses messages over 8 MiB)
+
+
 @dataclass
 class Comm:
     """This rank's view of the group: rank, world size, device and the three process groups."""
@@ -119,18 +122,28 @@ class Comm:
     # ---- commands (rank 0 -> followers) ----------------------------------------------------------------
     def send_command(self, command) -> None:
         """Rank 0: one copy of command n for each follower; each follower deletes its own copy once read, so
-        rank 0 never waits for a follower here (a command need not include a collective)."""
+        rank 0 never waits for a follower here (a command need not include a collective). A command larger than
+        the store's message limit (8 MiB; a sync of a big repository carries its files' text) travels in pieces:
+        the extra pieces first, then the head (piece count + first piece) that the follower waits for."""
         n, data = self.sent, pickle.dumps(command)
+        pieces = [data[i : i + COMMAND_PIECE] for i in range(0, len(data), COMMAND_PIECE)] or [b""]
         for rank in range(1, self.world):
-            self._call("send a command", self.store.set, f"{n}/{rank}", data)
+            for i, piece in enumerate(pieces[1:], 1):
+                self._call("send a command", self.store.set, f"{n}/{rank}/{i}", piece)
+            self._call("send a command", self.store.set, f"{n}/{rank}", len(pieces).to_bytes(4, "little") + pieces[0])
         self.sent += 1
 
     def receive_command(self):
-        if self.received:  # the previous copy, deleted while this rank idles until the next command
+        if self.received:  # the previous head, deleted while this rank idles until the next command
             self._call("receive a command", self.store.delete_key, f"{self.received - 1}/{self.rank}")
-        data = self._call("receive a command", self.store.get, f"{self.received}/{self.rank}")
+        key = f"{self.received}/{self.rank}"
+        head = self._call("receive a command", self.store.get, key)
+        data = [head[4:]]
+        for i in range(1, int.from_bytes(head[:4], "little")):
+            data.append(self._call("receive a command", self.store.get, f"{key}/{i}"))
+            self._call("receive a command", self.store.delete_key, f"{key}/{i}")
         self.received += 1
-        return pickle.loads(data)
+        return pickle.loads(b"".join(data))
 
     # ---- collectives ------------------------------------------------------------------------------------
     def gather_objects(self, obj) -> list:
