@@ -290,8 +290,9 @@ def run(args) -> dict | None:
         engine.close()
         if failure:  # the other ranks may hang in a collective: end with an error so that torchrun stops them
             log.error("rank group broken: %s", failure)
-            sys.stderr.flush()
-            os._exit(3)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(3 if failure else 0)  # results are written; NCCL's teardown may still block in a thread
     return result
 
 

@@ -338,6 +338,7 @@ class ContextParallelEngine(Engine):
                 proc.wait()
         if self.failure:  # a collective may still hang on the dead rank (NCCL): no teardown, the process just ends
             return
+        self.shard.decoder = None  # its CUDA graphs hold NCCL work: released before the group
         self.comm.close()
 
 
@@ -450,7 +451,10 @@ def serve_commands(engine: Engine, comm: Comm, extra_ops: dict | None = None) ->
             extra_ops[op](engine, payload)
         else:
             raise RuntimeError(f"rank {rank}: unknown command {op!r}")
-    comm.close()
+    shard.decoder = None  # its CUDA graphs hold NCCL work: released before the group
+    if not comm.close():
+        logging.shutdown()
+        os._exit(0)  # a follower owns its process; a normal exit would abort on the blocked teardown
     return 0
 
 

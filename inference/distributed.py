@@ -171,10 +171,12 @@ class Comm:
             raise DistributedFailure(f"rank {self.rank}/{self.world}: {what} failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else ''}); a rank died or froze") from exc
 
-    def close(self, timeout_s: float = 20.0) -> None:
-        """Tear the group down; NCCL's teardown can block on a peer that already left, so it gets a deadline."""
+    def close(self, timeout_s: float = 20.0) -> bool:
+        """Tear the group down; NCCL's teardown can block on a peer that already left, so it gets a deadline.
+        False when it is still blocked: a process of its own should then end with os._exit (a normal exit would
+        abort on the blocked thread)."""
         if not dist.is_initialized():
-            return
+            return True
 
         def destroy():
             try:
@@ -188,3 +190,4 @@ class Comm:
         if teardown.is_alive():
             log.warning("rank %d: process group teardown still blocked after %.0f s; left to the process's end",
                         self.rank, timeout_s)
+        return not teardown.is_alive()
