@@ -127,8 +127,9 @@ class Engine:
         self.model = checkpoint.load_model(self.model_dir, device=self.device, dtype=self.dtype, dense_layers=dense_layers)
         self.cfg = self.model.cfg
         self.tok = Tokenizer(self.model_dir)
-        model_type = _model_type(self.model_dir)
-        self.fim = fim.detect(self.tok.vocab, model_type=model_type, has_index_branch=self.cfg.has_index_branch)
+        raw = _raw_config(self.model_dir)
+        self.fim = fim.detect(self.tok.vocab, model_type=raw.get("model_type", ""),
+                              has_index_branch=self.cfg.has_index_branch, order=raw.get("fim_order", "psm"))
         self.fingerprint = checkpoint.fingerprint(self.model_dir, self.dtype)
         self.layout, self.attention, self.top_k = layout, attention, top_k_blocks
         self.summary_mode = summary_mode
@@ -383,10 +384,10 @@ class Engine:
         return out
 
 
-def _model_type(model_dir: pathlib.Path) -> str:
+def _raw_config(model_dir: pathlib.Path) -> dict:
     import json
 
     try:
-        return json.loads((model_dir / "config.json").read_text()).get("model_type", "")
+        return json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
-        return ""
+        return {}

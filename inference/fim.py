@@ -1,12 +1,18 @@
 """Prompt text shapes: the repository prefix, file segments and the fill-in-the-middle tail per model family.
 
-Formats: "qwen" (Qwen2.5-Coder tokens), "msa" (the bundled model; same text as qwen, generation ends at
+Formats: "qwen" (Qwen2.5-Coder tokens), "msa" (the bundled model; same tokens as qwen, generation ends at
 <|endoftext|> or <|file_sep|>), "starcoder" (<fim_prefix> ... and <file_sep>), and "none" (no FIM tokens:
-the tail is the prefix only). Chosen from the tokenizer's special tokens and the config. Does not tokenize.
+the tail is the prefix only). Chosen from the tokenizer's special tokens and the config.
+
+Two orders of the pieces: "psm" (prefix, suffix, then the middle: <P>prefix<S>suffix<M>) and "spm"
+(<P><S>suffix<M>prefix, the middle continuing the prefix directly, so a model's left-to-right skill carries
+over to fill-in-the-middle). A checkpoint trained on "spm" says so with "fim_order": "spm" in its config.json.
+Does not tokenize.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -19,6 +25,7 @@ class FimFormat:
     suffix: str
     middle: str
     stops: tuple[str, ...]
+    order: str = "psm"
 
     def repo_prefix(self, repo: str) -> str:
         return f"{self.repo_name}{repo}\n"
@@ -30,6 +37,9 @@ class FimFormat:
         """Pieces of the live tail as (kind, text); kind "text" is tokenized as is, "prefix"/"suffix" may be cut."""
         if self.name == "none":
             return [("text", self.file_header(path)), ("prefix", prefix)]
+        if self.order == "spm":
+            return [("text", self.file_header(path) + self.prefix + self.suffix), ("suffix", suffix),
+                    ("text", self.middle), ("prefix", prefix)]
         return [("text", self.file_header(path) + self.prefix), ("prefix", prefix), ("text", self.suffix),
                 ("suffix", suffix), ("text", self.middle)]
 
@@ -47,10 +57,18 @@ FORMATS = {
 }
 
 
-def detect(vocab: dict[str, int], *, model_type: str = "", has_index_branch: bool = False) -> FimFormat:
-    """The FIM format the tokenizer supports (bundled MSA models: "msa")."""
+ORDERS = ("psm", "spm")
+
+
+def detect(vocab: dict[str, int], *, model_type: str = "", has_index_branch: bool = False,
+           order: str = "psm") -> FimFormat:
+    """The FIM format the tokenizer supports (bundled MSA models: "msa"), in the checkpoint's piece order."""
+    if order not in ORDERS:
+        raise ValueError(f"fim_order must be one of {ORDERS}, got {order!r}")
     if all(t in vocab for t in QWEN_TOKENS.values()):
-        return FORMATS["msa" if model_type == "msa" or has_index_branch else "qwen"]
-    if all(t in vocab for t in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")):
-        return FORMATS["starcoder"]
-    return FORMATS["none"]
+        found = FORMATS["msa" if model_type == "msa" or has_index_branch else "qwen"]
+    elif all(t in vocab for t in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")):
+        found = FORMATS["starcoder"]
+    else:
+        return FORMATS["none"]
+    return dataclasses.replace(found, order=order)

@@ -63,8 +63,9 @@ def fim_split(text: str, rng: random.Random, span: tuple[int, int] | None = None
 
 
 def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random,
-             span: tuple[int, int] | None = None, cap: int = TAIL_MAX) -> tuple[np.ndarray, int]:
-    """Tail tokens of the "msa" FIM format, and how many leading tokens are prompt (the rest: middle + eot).
+             span: tuple[int, int] | None = None, cap: int = TAIL_MAX, order: str = "psm") -> tuple[np.ndarray, int]:
+    """Tail tokens of the "msa" FIM format in `order` (inference/fim.py: "psm" or "spm"), and how many leading
+    tokens are prompt (the rest: middle + eot).
 
     The prompt keeps its header and all three FIM tokens; when too long, the prefix is cut on the left and the
     suffix on the right (as the engine does), never the structure."""
@@ -72,8 +73,11 @@ def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random,
     body = np.concatenate([enc.ids(middle)[: cap // 4], [enc.eot]]).astype(np.int32)
     pre_chars, suf_chars = 2400, 1000
     while True:
-        prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{prefix[-pre_chars:] if pre_chars else ''}<|fim_suffix|>" \
-                 f"{suffix[:suf_chars]}<|fim_middle|>"
+        pre, suf = prefix[-pre_chars:] if pre_chars else "", suffix[:suf_chars]
+        if order == "spm":
+            prompt = f"<|file_sep|>{path}\n<|fim_prefix|><|fim_suffix|>{suf}<|fim_middle|>{pre}"
+        else:
+            prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>"
         head = enc.ids(prompt)
         if len(head) + len(body) <= cap or (pre_chars == 0 and suf_chars == 0):
             break
@@ -90,7 +94,7 @@ class RowBuilder:
 
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
                  T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
-                 rename_rate: float = 0.25):
+                 rename_rate: float = 0.25, fim_order: str = "psm"):
         assert T % BLOCK == 0
         self.enc, self.projects, self.file_ids, self.T = enc, projects, file_ids, T
         self.rng = random.Random(seed)
@@ -99,6 +103,7 @@ class RowBuilder:
         self.weights = np.cumsum(np.sqrt(np.asarray(sizes, dtype=np.float64)))  # favours small projects a little
         self.fim_rate, self.causal_rate = fim_rate, causal_rate
         self.callsite_rate, self.rename_rate = callsite_rate, rename_rate
+        self.fim_order = fim_order
         self._defs: dict[tuple[str, int], set[str]] = {}
         self._words: list[str] | None = None
 
@@ -159,7 +164,7 @@ class RowBuilder:
             if defs and rng.random() < self.callsite_rate:
                 site = middles.call_site_split(text, defs - middles.defined_names(path, text), rng, prefer=renamed)
                 span = site[:2] if site else None
-            tail, n_head = fim_tail(enc, path, text, rng, span, tail_cap)
+            tail, n_head = fim_tail(enc, path, text, rng, span, tail_cap, self.fim_order)
         else:
             whole = ids[target]
             start = 0 if len(whole) <= TAIL_MAX or rng.random() < 0.5 else rng.randrange(len(whole) - TAIL_MAX)

@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--middle-weight", type=float, default=3.0,
                    help="loss weight of tokens predicting a FIM middle and its <|endoftext|> (others 1)")
     f.add_argument("--fim-rate", type=float, default=0.7, help="share of parallel groups with a FIM tail")
+    f.add_argument("--fim-order", choices=("psm", "spm"), default="psm",
+                   help="FIM piece order of the tails (inference/fim.py); written to config.json as fim_order")
     f.add_argument("--causal-rate", type=float, default=0.3, help="share of rows in the sequential layout")
     f.add_argument("--callsite-rate", type=float, default=0.4,
                    help="share of FIM tails whose middle starts at a name defined in an included context file")

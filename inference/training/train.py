@@ -238,12 +238,13 @@ def run(args) -> int:
                      warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every,
                      warmup_steps=args.lr_warmup_steps, middle_weight=args.middle_weight)
     rows = dict(fim_rate=args.fim_rate, causal_rate=args.causal_rate, callsite_rate=args.callsite_rate,
-                rename_rate=args.rename_rate)
+                rename_rate=args.rename_rate, fim_order=args.fim_order)
     log.info("rows: %s, middle weight %.1f", rows, tc.middle_weight)
     prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed, threads=args.row_threads, **rows)
-    history = train(model, prefetch, tc, device, checkpoint=lambda: save_checkpoint(model, out, None))
+    history = train(model, prefetch, tc, device,
+                    checkpoint=lambda: save_checkpoint(model, out, None, fim_order=args.fim_order))
     prefetch.stop()
-    save_checkpoint(model, out, None)
+    save_checkpoint(model, out, None, fim_order=args.fim_order)
     report = {"parameters": n_params, "train_data": {"projects": len(projects), "tokens": n_tokens},
               "tokens_seen": history[-1]["tokens"] if history else 0, "steps": history[-1]["step"] if history else 0,
               "history": history, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
@@ -253,7 +254,7 @@ def run(args) -> int:
         report["heldout_file_bpb"] = file_bpb(model, enc, held, device)
         held_ids = tokenize(enc, held)
         report["heldout_tail_bpb"] = tail_bpb(model, enc, held, held_ids, device, tc.seq_len)
-        report["heldout_middles"] = middle_scores(model, enc, held, held_ids, device, tc.seq_len)
+        report["heldout_middles"] = middle_scores(model, enc, held, held_ids, device, tc.seq_len, fim_order=args.fim_order)
         log.info("held-out: %s %s %s", report["heldout_file_bpb"], report["heldout_tail_bpb"], report["heldout_middles"])
     (out / "training_report.json").write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -60,3 +60,28 @@ def test_engine_scores_like_the_training_model(tmp_path, tiny_config, tokenizer)
     assert np.allclose(theirs, ours, atol=1e-4), np.abs(np.asarray(theirs) - np.asarray(ours)).max()
     alone = _training_logprobs(model, tokenizer, None, "pkg/main.py", text)
     assert not np.allclose(alone[header - 1:], ours, atol=1e-4), "the repository file must change the scores"
+
+
+def test_engine_builds_the_fim_prompt_the_model_was_trained_on(tmp_path, tiny_config, tokenizer):
+    """For each FIM order the trainer writes, the engine's prompt for a cursor is token for token the head of the
+    training tail with the same split; "spm" puts the suffix first and ends with the prefix."""
+    import random
+
+    from inference.engine import Engine
+    from inference.training.batches import Encoder, fim_tail
+
+    tiny_config.max_position_embeddings = 4096
+    model = MSAForTraining(tiny_config).eval()
+    text = "def scale(value):\n    return value * 3\n\nprint(scale(4))\n"
+    start = text.index("value * 3")
+    end = text.index("\n", start)
+    for order in ("psm", "spm"):
+        folder = tmp_path / order
+        save_checkpoint(model, folder, TOKENIZER, dtype=torch.float32, fim_order=order)
+        engine = Engine(str(folder), device="cpu", dtype=torch.float32)
+        assert engine.fim.order == order
+        ours = engine._fim_ids("pkg/main.py", text[:start], text[end:], 512)
+        ids, n_head = fim_tail(Encoder(tokenizer), "pkg/main.py", text, random.Random(0), (start, end), order=order)
+        assert ours == ids[:n_head].tolist()
+        decoded = tokenizer.decode(ours, skip_special_tokens=False)
+        assert decoded.endswith("return " if order == "spm" else "<|fim_middle|>")
