@@ -4,8 +4,10 @@
 2. cross-file identifier completion: at call sites of functions defined only in another file of the project (and
    named nowhere earlier in the current file), exact match of the completed name and of name + arguments (FIM
    completion through Engine.complete), and "forced": every token of the name has probability > 0.5 when the file
-   is read left to right (Engine.score; such a name is what greedy decoding produces), with the repository cache
-   vs the current file alone (Wilson 95% intervals, paired wins/losses, mean bits for the name);
+   is read left to right (Engine.score; such a name is what greedy decoding produces), and "typed": exact match
+   of the rest of the name once its first TYPED characters are typed (an editor asks again at every keystroke),
+   with the repository cache vs the current file alone (Wilson 95% intervals, paired wins/losses, mean bits for
+   the name);
 3. needle in a repository: a uniquely named function in one file placed at depths 0-100% of a ~32k and ~128k-token
    repository of held-out files; exact match of its name at a call site in the live file.
 
@@ -138,6 +140,15 @@ def name_logprobs(engine, path: str, text: str, start: int, end: int) -> list[fl
     return [lp for _, _, lp in engine.score(path, text, start, end)]
 
 
+TYPED = 2  # characters of the name typed before the "typed" completion
+
+
+def _completes(out: str, name: str) -> bool:
+    """`out` spells `name` and then leaves the identifier (an exact name, not a longer one)."""
+    after = out[len(name):][:1]
+    return out.startswith(name) and not (after.isalnum() or after == "_")
+
+
 def completion(engine, path, prefix, suffix, max_tokens=16) -> str:
     return "".join(engine.complete(path, prefix, suffix, max_tokens=max_tokens))
 
@@ -149,7 +160,7 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
             cases.append((name, s))
     rng.shuffle(cases)
     cases = sorted(cases[:n_cases], key=lambda c: c[0])
-    hits = {arm: {"name": 0, "args": 0, "forced": 0} for arm in ("repo", "alone")}
+    hits = {arm: {"name": 0, "args": 0, "forced": 0, "typed": 0} for arm in ("repo", "alone")}
     name_bits = {"repo": 0.0, "alone": 0.0}
     paired = {"repo_only": 0, "alone_only": 0}
     current, examples = None, []
@@ -162,8 +173,10 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
         got = {}
         for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
             out = completion(eng, s["path"], s["prefix"], s["suffix"]).split("\n")[0]
-            ok_name = out.startswith(s["name"]) and not (out[len(s["name"]):][:1].isalnum() or out[len(s["name"]):][:1] == "_")
+            ok_name = _completes(out, s["name"])
             hits[arm]["name"] += ok_name
+            typed = completion(eng, s["path"], s["prefix"] + s["name"][:TYPED], s["suffix"]).split("\n")[0]
+            hits[arm]["typed"] += _completes(typed, s["name"][TYPED:])
             hits[arm]["args"] += out.rstrip() == s["line_rest"]
             got[arm] = ok_name
             forced = name_logprobs(eng, s["path"], s["prefix"] + s["line_rest"], s["start"], s["start"] + len(s["name"]))
@@ -177,7 +190,7 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
     result = {"cases": n, "paired": paired, "examples": examples,
               **{f"{arm}_name_bits": round(v / max(n, 1), 3) for arm, v in name_bits.items()}}
     for arm in hits:
-        for kind in ("name", "args", "forced"):
+        for kind in ("name", "args", "forced", "typed"):
             k = hits[arm][kind]
             lo, hi = wilson(k, n)
             result[f"{arm}_{kind}_em"] = round(k / max(n, 1), 4)
@@ -279,7 +292,7 @@ def print_table(out: dict) -> None:
     if "cross_file" in out:
         c = out["cross_file"]
         print(f"{'cross-file name, bits (teacher-forced)':44s} {c['repo_name_bits']:18.2f} {c['alone_name_bits']:18.2f}")
-        for kind in ("name", "args", "forced"):
+        for kind in ("name", "args", "forced", "typed"):
             r, a = c[f"repo_{kind}_em"], c[f"alone_{kind}_em"]
             print(f"{'cross-file EM, ' + kind + ' (n=' + str(c['cases']) + ')':44s} "
                   f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")

@@ -1,7 +1,7 @@
 """Prompt text shapes: the repository prefix, file segments and the fill-in-the-middle tail per model family.
 
 Formats: "qwen" (Qwen2.5-Coder tokens), "msa" (the bundled model; same tokens as qwen, generation ends at
-<|endoftext|> or <|file_sep|>), "starcoder" (<fim_prefix> ... and <file_sep>), and "none" (no FIM tokens:
+<|endoftext|>, <|file_sep|> or any FIM token), "starcoder" (<fim_prefix> ... and <file_sep>), and "none" (no FIM tokens:
 the tail is the prefix only). Chosen from the tokenizer's special tokens and the config.
 
 Two orders of the pieces: "psm" (prefix, suffix, then the middle: <P>prefix<S>suffix<M>) and "spm"
@@ -47,7 +47,8 @@ class FimFormat:
 QWEN_TOKENS = dict(repo_name="<|repo_name|>", file_sep="<|file_sep|>", prefix="<|fim_prefix|>",
                    suffix="<|fim_suffix|>", middle="<|fim_middle|>")
 FORMATS = {
-    "msa": FimFormat("msa", **QWEN_TOKENS, stops=("<|endoftext|>", "<|file_sep|>")),
+    "msa": FimFormat("msa", **QWEN_TOKENS, stops=("<|endoftext|>", "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>",
+                                                  "<|fim_middle|>", "<|fim_pad|>", "<|repo_name|>")),
     "qwen": FimFormat("qwen", **QWEN_TOKENS, stops=("<|endoftext|>", "<|file_sep|>", "<|fim_pad|>",
                                                     "<|repo_name|>", "<|im_end|>", "<|fim_prefix|>")),
     "starcoder": FimFormat("starcoder", repo_name="<repo_name>", file_sep="<file_sep>", prefix="<fim_prefix>",

@@ -121,6 +121,27 @@ def test_bundled_model_loads_with_its_index_branch_and_completes():
     assert engine.last_stats["prompt_tokens"] > 0 and engine.last_stats["ttft_ms"] is not None
 
 
+def test_a_partly_typed_word_is_retyped_by_the_model_and_never_echoed(engine):
+    """The prompt ends inside a name: the model re-types its letters (the prompt is cut at the word's start) and
+    the editor gets only what follows the cursor."""
+    prefix, typed = "import os\n\ndef total(x):\n    return os.pa", "pa"
+    for seed in range(4):
+        out = "".join(engine.complete("pkg/live.py", prefix, SUFFIX, max_tokens=8, temperature=1.5, seed=seed))
+        generated = engine.tok.decode(engine.last_ids)
+        assert generated.startswith(typed) or typed.startswith(generated), repr(generated)
+        assert out == generated[len(typed):].rstrip("\ufffd")
+
+
+def test_healing_cuts_whitespace_or_else_the_last_word():
+    from inference.healing import TokenHealer
+
+    heal = TokenHealer(None)
+    assert heal.split("return types.co") == ("return types.", "co")
+    assert heal.split("x = 1\n    ") == ("x = 1", "\n    ")
+    assert heal.split("value_2") == ("value_2", "")  # the whole prompt is one word: nothing to cut back to
+    assert heal.split("f(") == ("f(", "")
+
+
 def test_trailing_whitespace_is_retyped_by_the_model_and_never_echoed(engine):
     prefix, cut = "def total(x):", "\n    "
     for seed in range(4):
