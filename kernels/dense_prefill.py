@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.sparse_decode import LOG2E, PAGE, _dot, _merge_kernel, _softmax_finish, _softmax_step
+from kernels.sparse_decode import LOG2E, PAGE, _dot, _softmax_finish, _softmax_step, merge_splits
 
 PAGE_C = tl.constexpr(PAGE)
 TARGET_PROGRAMS = 1024  # programs per launch the split count aims at (fills an H100's SMs several times)
@@ -117,11 +117,5 @@ def dense_prefill(q, k_cache, v_cache, block_table, positions, *, scale=None, pa
         num_warps=num_warps, num_stages=num_stages,
     )
     if not direct:
-        _merge_kernel[(T * Hq,)](
-            po, plse, out, lse,
-            Hq, splits,
-            po.stride(0), po.stride(1), po.stride(2), plse.stride(0), plse.stride(1),
-            out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
-            D=D, D_PAD=triton.next_power_of_2(D), NS_PAD=max(2, triton.next_power_of_2(splits)), num_warps=4,
-        )
+        merge_splits(po, plse, out, lse)
     return (out, lse) if return_lse else out

@@ -161,14 +161,21 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if not direct:
-        _merge_kernel[(B * Hq,)](
-            po, plse, out, lse,
-            Hq, splits,
-            po.stride(0), po.stride(1), po.stride(2), plse.stride(0), plse.stride(1),
-            out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
-            D=D, D_PAD=triton.next_power_of_2(D), NS_PAD=max(2, triton.next_power_of_2(splits)), num_warps=4,
-        )
+        merge_splits(po, plse, out, lse)
     return (out, lse) if return_lse else out
+
+
+def merge_splits(po: torch.Tensor, plse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor) -> None:
+    """Merges per-split partial outputs po [R, Hq, S, D] and their log-sum-exps plse [R, Hq, S] into out [R, Hq, D]
+    and lse [R, Hq] (one program per row and query head)."""
+    R, Hq, splits, D = po.shape
+    _merge_kernel[(R * Hq,)](
+        po, plse, out, lse,
+        Hq, splits,
+        po.stride(0), po.stride(1), po.stride(2), plse.stride(0), plse.stride(1),
+        out.stride(0), out.stride(1), lse.stride(0), lse.stride(1),
+        D=D, D_PAD=triton.next_power_of_2(D), NS_PAD=max(2, triton.next_power_of_2(splits)), num_warps=4,
+    )
 
 
 def dense_decode(q, k_cache, v_cache, block_table, seq_lens, *, scale=None, page_lens=None, return_lse=False, max_splits=64):
