@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.sparse_decode import LOG2E, PAGE, _dot, _softmax_finish, _softmax_step, merge_splits
+from kernels.sparse_decode import LOG2E, PAGE, _dot, _softmax_finish, _softmax_step, merge_splits, split_partials
 
 PAGE_C = tl.constexpr(PAGE)
 TARGET_PROGRAMS = 1024  # programs per launch the split count aims at (fills an H100's SMs several times)
@@ -100,12 +100,7 @@ def dense_prefill(q, k_cache, v_cache, block_table, positions, *, scale=None, pa
         return (out, lse) if return_lse else out
     seq = positions.to(torch.int32) + 1
     direct = splits == 1
-    if direct:
-        po, plse, s_os = out, lse, 0
-    else:
-        po = torch.empty(T, Hq, splits, D, device=q.device, dtype=torch.float32)
-        plse = torch.empty(T, Hq, splits, device=q.device, dtype=torch.float32)
-        s_os = po.stride(2)
+    po, plse, s_os = split_partials(out, lse, splits)
     _dense_prefill_kernel[(tiles * Hkv, splits)](
         q, k_cache, v_cache, block_table, seq, page_lens if page_lens is not None else seq, po, plse,
         T, Hkv, nb, per_split, scale * LOG2E,

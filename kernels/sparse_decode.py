@@ -144,12 +144,7 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
     lse = torch.empty(B, Hq, device=q.device, dtype=torch.float32)
     seq = seq_lens.to(torch.int32)
     direct = splits == 1
-    if direct:
-        po, plse, s_os = out, lse, 0
-    else:
-        po = torch.empty(B, Hq, splits, D, device=q.device, dtype=torch.float32)
-        plse = torch.empty(B, Hq, splits, device=q.device, dtype=torch.float32)
-        s_os = po.stride(2)
+    po, plse, s_os = split_partials(out, lse, splits)
     _sparse_attn_kernel[(B * Hkv, splits)](
         q, k_cache, v_cache, block_table, seq, page_lens if page_lens is not None else seq, selected, po, plse,
         Hkv, nsel, scale * LOG2E,
@@ -163,6 +158,17 @@ def sparse_decode(q, k_cache, v_cache, block_table, seq_lens, selected, *, scale
     if not direct:
         merge_splits(po, plse, out, lse)
     return (out, lse) if return_lse else out
+
+
+def split_partials(out: torch.Tensor, lse: torch.Tensor, splits: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Where an attention kernel writes (partials, their lse, split stride): out/lse themselves with one split,
+    else fp32 partials [R, Hq, splits, D] and [R, Hq, splits] for merge_splits."""
+    if splits == 1:
+        return out, lse, 0
+    R, Hq, D = out.shape
+    po = torch.empty(R, Hq, splits, D, device=out.device, dtype=torch.float32)
+    plse = torch.empty(R, Hq, splits, device=out.device, dtype=torch.float32)
+    return po, plse, po.stride(2)
 
 
 def merge_splits(po: torch.Tensor, plse: torch.Tensor, out: torch.Tensor, lse: torch.Tensor) -> None:
