@@ -34,6 +34,7 @@ class Row:
     pad: np.ndarray
     labels: np.ndarray
     middle: np.ndarray  # label positions that predict a FIM middle token (or its <|endoftext|>)
+    copy: np.ndarray  # label positions that predict a token of a renamed cross-file name in the live tail
 
 
 class Encoder:
@@ -47,6 +48,19 @@ class Encoder:
 
     def ids(self, text: str) -> np.ndarray:
         return np.asarray(self.tok.encode(text).ids, dtype=np.int32)
+
+    def ids_marking(self, text: str, names: set[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, bool per token: the token overlaps a whole-word occurrence of one of `names`)."""
+        enc = self.tok.encode(text)
+        ids = np.asarray(enc.ids, dtype=np.int32)
+        marks = np.zeros(len(ids), bool)
+        if names:
+            spans = [m.span() for m in middles.occurrences(text, names)]
+            starts = np.asarray([a for a, _ in enc.offsets])
+            ends = np.asarray([b for _, b in enc.offsets])
+            for a, b in spans:
+                marks |= (starts < b) & (ends > a)
+        return ids, marks
 
     def many(self, texts: list[str]) -> list[np.ndarray]:
         return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch(texts)]
@@ -62,15 +76,18 @@ def fim_split(text: str, rng: random.Random, span: tuple[int, int] | None = None
     return text[:start], text[start:end], text[end:]
 
 
-def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random,
-             span: tuple[int, int] | None = None, cap: int = TAIL_MAX, order: str = "psm") -> tuple[np.ndarray, int]:
-    """Tail tokens of the "msa" FIM format in `order` (inference/fim.py: "psm" or "spm"), and how many leading
-    tokens are prompt (the rest: middle + eot).
+def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random, span: tuple[int, int] | None = None,
+             cap: int = TAIL_MAX, order: str = "psm", copy_names: set[str] = frozenset()
+             ) -> tuple[np.ndarray, int, np.ndarray]:
+    """Tail tokens of the "msa" FIM format in `order` (inference/fim.py: "psm" or "spm"), how many leading
+    tokens are prompt (the rest: middle + eot), and which tokens belong to an occurrence of `copy_names`.
 
     The prompt keeps its header and all three FIM tokens; when too long, the prefix is cut on the left and the
     suffix on the right (as the engine does), never the structure."""
     prefix, middle, suffix = fim_split(text, rng, span)
-    body = np.concatenate([enc.ids(middle)[: cap // 4], [enc.eot]]).astype(np.int32)
+    middle_ids, middle_marks = enc.ids_marking(middle, copy_names)
+    body = np.concatenate([middle_ids[: cap // 4], [enc.eot]]).astype(np.int32)
+    body_marks = np.concatenate([middle_marks[: cap // 4], [False]])
     pre_chars, suf_chars = 2400, 1000
     while True:
         pre, suf = prefix[-pre_chars:] if pre_chars else "", suffix[:suf_chars]
@@ -78,23 +95,25 @@ def fim_tail(enc: Encoder, path: str, text: str, rng: random.Random,
             prompt = f"<|file_sep|>{path}\n<|fim_prefix|><|fim_suffix|>{suf}<|fim_middle|>{pre}"
         else:
             prompt = f"<|file_sep|>{path}\n<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>"
-        head = enc.ids(prompt)
+        head, head_marks = enc.ids_marking(prompt, copy_names)
         if len(head) + len(body) <= cap or (pre_chars == 0 and suf_chars == 0):
             break
         pre_chars, suf_chars = pre_chars * 3 // 4, suf_chars * 3 // 4
-    return np.concatenate([head, body])[:cap].astype(np.int32), len(head)
+    return (np.concatenate([head, body])[:cap].astype(np.int32), len(head),
+            np.concatenate([head_marks, body_marks])[:cap])
 
 
 class RowBuilder:
     """Builds rows of exactly T tokens from projects {name: [(path, text)]} with their file tokens precomputed.
 
     Of the parallel groups, `fim_rate` get a FIM tail; of those, `callsite_rate` take a call-site middle (a name
-    defined in an included context file, to the end of its line) and `rename_rate` first rename 1-3 such names
-    to fresh compound names in the target and the context files (re-encoding only those)."""
+    defined in an included context file, to the end of its line) and `rename_rate` first rename such names (1 to
+    `rename_names`; with `rename_own` also names the target defines) to fresh compound names in the target and the
+    context files (re-encoding only those)."""
 
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
                  T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
-                 rename_rate: float = 0.25, fim_order: str = "psm"):
+                 rename_rate: float = 0.25, fim_order: str = "psm", rename_names: int = 3, rename_own: bool = False):
         assert T % BLOCK == 0
         self.enc, self.projects, self.file_ids, self.T = enc, projects, file_ids, T
         self.rng = random.Random(seed)
@@ -104,6 +123,7 @@ class RowBuilder:
         self.fim_rate, self.causal_rate = fim_rate, causal_rate
         self.callsite_rate, self.rename_rate = callsite_rate, rename_rate
         self.fim_order = fim_order
+        self.rename_names, self.rename_own = rename_names, rename_own
         self._defs: dict[tuple[str, int], set[str]] = {}
         self._words: list[str] | None = None
 
@@ -157,29 +177,30 @@ class RowBuilder:
                 continue
             context.append((i, seg))
             room -= _padded(len(seg))
-        n_head = None
+        n_head, copy = None, None
         if fim:
             context, text, defs, renamed = self.fim_context(name, target, context, text, target_words)
             span = None
             if defs and rng.random() < self.callsite_rate:
                 site = middles.call_site_split(text, defs - middles.defined_names(path, text), rng, prefer=renamed)
                 span = site[:2] if site else None
-            tail, n_head = fim_tail(enc, path, text, rng, span, tail_cap, self.fim_order)
+            tail, n_head, copy = fim_tail(enc, path, text, rng, span, tail_cap, self.fim_order, renamed)
         else:
             whole = ids[target]
             start = 0 if len(whole) <= TAIL_MAX or rng.random() < 0.5 else rng.randrange(len(whole) - TAIL_MAX)
             tail = whole[start:start + TAIL_MAX]
         longest = max((len(c) for _, c in context), default=0)
         tail_start = rng.choice([p + SEGMENT_CAP, p + SEGMENT_CAP, p + longest, p])
-        segs = [(prefix, np.arange(p), 0, False, None)]
+        segs = [(prefix, np.arange(p), 0, False, None, None)]
         for n, (_, seg) in enumerate(context, start=1):
-            segs.append((seg, p + np.arange(len(seg)), n, False, None))
-        segs.append((tail, tail_start + np.arange(len(tail)), len(context) + 1, True, n_head))
+            segs.append((seg, p + np.arange(len(seg)), n, False, None, None))
+        segs.append((tail, tail_start + np.arange(len(tail)), len(context) + 1, True, n_head, copy))
         return segs
 
     def fim_context(self, name: str, target: int, context: list, text: str, target_words: set[str]):
-        """(context, target text, names defined in the included context, renamed names): with rename_rate, 1-3
-        names defined in included context files and used in the target get fresh names everywhere in the group."""
+        """(context, target text, names defined in the included context, renamed cross-file names): with
+        rename_rate, 1 to rename_names names defined in included context files (or, with rename_own, the target)
+        and used in the target get fresh names everywhere in the group."""
         files = self.projects[name]
         shown = {}  # file index -> the text actually included (a cut segment decodes its tokens)
         for i, seg in context:
@@ -190,9 +211,14 @@ class RowBuilder:
         defs = set().union(*defs_of.values()) if defs_of else set()
         renamed: set[str] = set()
         if defs and self.rng.random() < self.rename_rate:
-            candidates = sorted(n for n in (defs - self.defs(name, target)) & target_words if len(n) >= 6)
+            own = self.defs(name, target)
+            candidates = sorted(n for n in (defs - own) & target_words if len(n) >= 6)
             if candidates:
-                old = self.rng.sample(candidates, min(len(candidates), self.rng.randint(1, 3)))
+                count = self.rng.randint(max(1, self.rename_names // 2), self.rename_names)
+                old = self.rng.sample(candidates, min(len(candidates), count))
+                if self.rename_own:
+                    mine = sorted(n for n in own & target_words if len(n) >= 6)
+                    old += self.rng.sample(mine, min(len(mine), count))
                 taken = defs | target_words
                 snake = middles.language(files[target][0]) in ("py", "rs")
                 mapping = {o: middles.fresh_name(o, self.words(), self.rng, taken, snake) for o in old}
@@ -206,7 +232,7 @@ class RowBuilder:
                     kept = t if len(seg) == len(fresh[i]) else self.enc.tok.decode(seg.tolist()).split("\n", 1)[-1]
                     defs_of[i] = middles.defined_names(files[i][0], kept)
                 defs = set().union(*defs_of.values())
-                renamed = set(mapping.values()) & defs
+                renamed = set(mapping.values()) & (defs - middles.defined_names(files[target][0], text))
         return context, text, defs, renamed
 
     def context_order(self, name: str, target: int, target_text: str, target_words: set[str] = frozenset()) -> list[int]:
@@ -244,7 +270,7 @@ class RowBuilder:
             chunks.append(ids[i])
             total += len(ids[i])
         seq = np.concatenate(chunks)[: min(budget, self.T)]
-        return [(seq, np.arange(len(seq)), 1, False, None)]
+        return [(seq, np.arange(len(seq)), 1, False, None, None)]
 
     def pack(self, groups) -> Row:
         T = self.T
@@ -256,9 +282,10 @@ class RowBuilder:
         pad = np.ones(T, bool)
         labels = np.full(T, IGNORE, np.int64)
         middle = np.zeros(T, bool)
+        copy = np.zeros(T, bool)
         at = 0
         for g, segs in groups:
-            for seg_ids, seg_pos, d, is_tail, middle_from in segs:
+            for seg_ids, seg_pos, d, is_tail, middle_from, copy_marks in segs:
                 n = min(len(seg_ids), T - at)
                 if n <= 0:
                     break
@@ -267,10 +294,12 @@ class RowBuilder:
                 labels[at:at + n - 1] = seg_ids[1:n]
                 if middle_from is not None and middle_from < n:
                     middle[at + middle_from - 1: at + n - 1] = True
+                if copy_marks is not None:
+                    copy[at: at + n - 1] = copy_marks[1:n]
                 at += _padded(n)
                 if at >= T:
                     break
-        return Row(ids, pos, grp, doc, tail, pad, labels, middle)
+        return Row(ids, pos, grp, doc, tail, pad, labels, middle, copy)
 
 
 def _padded(n: int) -> int:

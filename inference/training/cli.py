@@ -57,7 +57,13 @@ def parser() -> argparse.ArgumentParser:
                    help="share of FIM tails whose middle starts at a name defined in an included context file")
     f.add_argument("--rename-rate", type=float, default=0.25,
                    help="share of FIM groups whose cross-file names are renamed to fresh compound names")
+    f.add_argument("--rename-names", type=int, default=3,
+                   help="most names renamed in a group (between half of it and it, at least 1)")
+    f.add_argument("--rename-own", action="store_true", help="rename names the target file defines too")
+    f.add_argument("--copy-weight", type=float, default=1.0,
+                   help="loss weight of tokens of renamed cross-file names anywhere in the live tail")
     f.add_argument("--row-threads", type=int, default=3, help="threads building rows")
+    f.add_argument("--row-processes", type=int, default=0, help="processes building rows (instead of threads)")
     f.add_argument("--device", default="auto")
     f.add_argument("--skip-eval", action="store_true")
     return p

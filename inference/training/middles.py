@@ -193,6 +193,14 @@ def fresh_name(old: str, words: list[str], rng: random.Random, taken: set[str], 
             return name
 
 
+def occurrences(text: str, names) -> list[re.Match]:
+    """Whole-word occurrences of any of `names` in text."""
+    if not names:
+        return []
+    pattern = re.compile(r"(?<![\w$])(?:" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?![\w$])")
+    return list(pattern.finditer(text))
+
+
 def rename(texts: list[str], mapping: dict[str, str]) -> list[str]:
     """Whole-word replacement of every old name by its new one in each text (one pass, so no chains)."""
     if not mapping:

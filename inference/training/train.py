@@ -47,6 +47,7 @@ class TrainConfig:
     kl_weight: float = 1.0
     kl_rows: int = 128
     middle_weight: float = 3.0  # loss weight of tokens that predict a FIM middle (and its <|endoftext|>)
+    copy_weight: float = 1.0  # loss weight (at least) of tokens of renamed cross-file names in the live tail
     log_every: int = 25
     seed: int = 0
 
@@ -95,16 +96,25 @@ def tokenize(enc: Encoder, projects: dict) -> dict:
 
 
 class Prefetcher:
-    """Background threads that build rows into a bounded queue (the tokenizer releases the GIL)."""
+    """Background row builders feeding a bounded queue: threads (the tokenizer releases the GIL, the rest of row
+    building does not), or forked processes when `processes` > 0 (the projects are shared copy-on-write)."""
 
     def __init__(self, enc, projects, file_ids, T: int, batch: int, seed: int, threads: int = 3, depth: int = 8,
-                 **row_options):
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
+                 processes: int = 0, **row_options):
         self.batch = batch
-        self.stopped = threading.Event()
-        for k in range(threads):
-            builder = RowBuilder(enc, projects, file_ids, T, seed * 1000 + k, **row_options)
-            threading.Thread(target=self._run, args=(builder,), daemon=True).start()
+        builders = [RowBuilder(enc, projects, file_ids, T, seed * 1000 + k, **row_options)
+                    for k in range(processes or threads)]
+        if processes:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("fork")
+            self.q, self.stopped = ctx.Queue(maxsize=depth), ctx.Event()
+            self.workers = [ctx.Process(target=self._run, args=(b,), daemon=True) for b in builders]
+        else:
+            self.q, self.stopped = queue.Queue(maxsize=depth), threading.Event()
+            self.workers = [threading.Thread(target=self._run, args=(b,), daemon=True) for b in builders]
+        for worker in self.workers:
+            worker.start()
 
     def _run(self, builder: RowBuilder):
         while not self.stopped.is_set():
@@ -119,23 +129,30 @@ class Prefetcher:
 
     def stop(self) -> None:
         self.stopped.set()
+        for worker in self.workers:
+            if hasattr(worker, "terminate"):
+                worker.terminate()
 
     def next(self) -> dict:
         return self.q.get()
 
 
-ROW_FIELDS = ("ids", "pos", "grp", "doc", "tail", "pad", "labels", "middle")
+ROW_FIELDS = ("ids", "pos", "grp", "doc", "tail", "pad", "labels", "middle", "copy")
 
 
-def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, middle: torch.Tensor, middle_weight: float
+def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, middle: torch.Tensor, middle_weight: float,
+                copy: torch.Tensor | None = None, copy_weight: float = 1.0
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, plain mean CE, mean CE of middle tokens (0 if none)): the loss is the mean CE over labelled tokens with
-    middle tokens counted `middle_weight` times."""
+    middle tokens counted `middle_weight` times and tokens of renamed cross-file names (`copy`) at least
+    `copy_weight` times."""
     flat = labels.reshape(-1)
     per = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), flat, ignore_index=-100, reduction="none")
     real = (flat >= 0).float()
     mid = middle.reshape(-1).float() * real
     weight = real + (middle_weight - 1.0) * mid
+    if copy is not None and copy_weight != 1.0:
+        weight = torch.maximum(weight, copy_weight * copy.reshape(-1).float() * real)
     loss = (per * weight).sum() / weight.sum().clamp(min=1.0)
     plain = (per * real).sum() / real.sum().clamp(min=1.0)
     mid_ce = (per * mid).sum() / mid.sum().clamp(min=1.0)
@@ -180,7 +197,8 @@ def train(model: MSAForTraining, prefetch: Prefetcher, tc: TrainConfig, device: 
             group["lr"] = lr_at(tc, step, progress)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits, kl = model(b["ids"].long(), b["pos"].long(), vis, sparse=sparse, kl_rows=rows)
-        weighted, ce, mid_ce = weighted_ce(logits, b["labels"], b["middle"], tc.middle_weight)
+        weighted, ce, mid_ce = weighted_ce(logits, b["labels"], b["middle"], tc.middle_weight,
+                                          b["copy"], tc.copy_weight)
         loss = weighted + (tc.kl_weight * kl if kl is not None else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,11 +254,13 @@ def run(args) -> int:
         log.info("training for %.2f minutes", minutes)
     tc = TrainConfig(seq_len=args.seq_len, batch=args.batch, lr=args.lr, minutes=minutes, steps=args.steps,
                      warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every,
-                     warmup_steps=args.lr_warmup_steps, middle_weight=args.middle_weight)
+                     warmup_steps=args.lr_warmup_steps, middle_weight=args.middle_weight, copy_weight=args.copy_weight)
     rows = dict(fim_rate=args.fim_rate, causal_rate=args.causal_rate, callsite_rate=args.callsite_rate,
-                rename_rate=args.rename_rate, fim_order=args.fim_order)
-    log.info("rows: %s, middle weight %.1f", rows, tc.middle_weight)
-    prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed, threads=args.row_threads, **rows)
+                rename_rate=args.rename_rate, fim_order=args.fim_order, rename_names=args.rename_names,
+                rename_own=args.rename_own)
+    log.info("rows: %s, middle weight %.1f, copy weight %.1f", rows, tc.middle_weight, tc.copy_weight)
+    prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed, threads=args.row_threads,
+                          processes=args.row_processes, **rows)
     history = train(model, prefetch, tc, device,
                     checkpoint=lambda: save_checkpoint(model, out, None, fim_order=args.fim_order))
     prefetch.stop()

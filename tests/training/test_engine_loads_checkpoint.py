@@ -81,7 +81,7 @@ def test_engine_builds_the_fim_prompt_the_model_was_trained_on(tmp_path, tiny_co
         engine = Engine(str(folder), device="cpu", dtype=torch.float32)
         assert engine.fim.order == order
         ours = engine._fim_ids("pkg/main.py", text[:start], text[end:], 512)
-        ids, n_head = fim_tail(Encoder(tokenizer), "pkg/main.py", text, random.Random(0), (start, end), order=order)
+        ids, n_head, _ = fim_tail(Encoder(tokenizer), "pkg/main.py", text, random.Random(0), (start, end), order=order)
         assert ours == ids[:n_head].tolist()
         decoded = tokenizer.decode(ours, skip_special_tokens=False)
         assert decoded.endswith("return " if order == "spm" else "<|fim_middle|>")

@@ -117,7 +117,7 @@ def test_long_fim_tails_keep_their_structure(tokenizer):
     text = "".join(f"def function_{i}(argument):\n    return argument + {i}\n\n" for i in range(400))
     rng = random.Random(0)
     for _ in range(20):
-        ids, prompt_len = fim_tail(enc, "pkg/long.py", text, rng)
+        ids, prompt_len, _ = fim_tail(enc, "pkg/long.py", text, rng)
         assert len(ids) <= TAIL_MAX
         decoded = enc.tok.decode(ids.tolist(), skip_special_tokens=False)
         assert decoded.startswith("<|file_sep|>pkg/long.py\n<|fim_prefix|>")

@@ -109,6 +109,42 @@ def test_renaming_is_consistent_across_files_and_leaves_no_old_name(tokenizer):
     assert renamed_groups >= 8
 
 
+def test_many_renames_reach_the_target_own_names_and_mark_the_copied_tokens(tokenizer):
+    enc, rows = builder(tokenizer, seed=4, callsite_rate=1.0, rename_rate=1.0, rename_names=8, rename_own=True)
+    originals = {p: t for files in cross_file_projects().values() for p, t in files}
+    own_renamed = marked = 0
+    for _ in range(12):
+        row = rows.row()
+        for g in groups_of(enc, row):
+            path = g["header"].replace("<|file_sep|>", "").strip()
+            target = g["prefix"] + g["middle"] + g["suffix"]
+            new = middles.words_in(target) - middles.words_in(originals[path])
+            own_renamed += len(new & middles.defined_names(path, target))
+        cross = {n for g in groups_of(enc, row) for c in g["context"]
+                 for n in middles.defined_names(*c.split("\n", 1))}
+        at = np.flatnonzero(row.copy)
+        runs = np.split(at, np.flatnonzero(np.diff(at) > 1) + 1) if len(at) else []
+        for run in runs:  # each run of marked predictions spells a name defined in an included context file
+            word = enc.tok.decode(row.labels[run].tolist()).strip()
+            assert word in cross or any(part in cross for part in word.split()), (word, cross)
+        assert (row.labels[row.copy] >= 0).all() and not (row.copy & ~row.tail).any()
+        marked += int(row.copy.sum())
+    assert own_renamed >= 5 and marked >= 20
+
+
+def test_copy_weight_raises_the_weight_of_marked_tokens():
+    torch.manual_seed(1)
+    logits, labels = torch.randn(1, 12, 30), torch.randint(0, 30, (1, 12))
+    middle, copy = torch.zeros(1, 12, dtype=torch.bool), torch.zeros(1, 12, dtype=torch.bool)
+    middle[0, 2:5], copy[0, 4:8] = True, True
+    per = F.cross_entropy(logits.view(-1, 30), labels.view(-1), reduction="none").view(1, 12)
+    weight = torch.ones(1, 12)
+    weight[middle], weight[copy] = 3.0, 4.0  # the larger of the two where they overlap
+    loss, _, _ = weighted_ce(logits, labels, middle, 3.0, copy, 4.0)
+    assert torch.allclose(loss, (per * weight).sum() / weight.sum())
+    assert torch.allclose(weighted_ce(logits, labels, middle, 3.0, copy, 1.0)[0], weighted_ce(logits, labels, middle, 3.0)[0])
+
+
 def test_rename_is_whole_word_and_keeps_the_naming_style():
     rng = random.Random(0)
     words = ["amber", "cobalt", "meadow", "quartz"]
