@@ -221,6 +221,26 @@ def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[t
     return out, lse[0].view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
 
 
+def attend_own(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The live tail's new queries q [T, Hq, d] over its own keys k, v [Hkv, start + T, d], query t seeing keys
+    j <= start + t, through the fused CPU attention op: the keys before `start` (seen by every query) in one call,
+    the T new ones causally in another (each query head over its group's keys), merged by log-sum-exp.
+    Same values as attend_dense(q, k, v, causal_start=start): out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
+    T, Hq, d = q.shape
+    Hkv = k.shape[0]
+    if T == 1:  # a decode step sees every key
+        return attend_context(q, k, v)
+    new_k = k[:, start:].float().repeat_interleave(Hq // Hkv, 0)[None]  # (1, Hq, T, d)
+    new_v = v[:, start:].float().repeat_interleave(Hq // Hkv, 0)[None]
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q.float().transpose(0, 1)[None], new_k, new_v,
+                                                                          0.0, True)
+    own = out[0].transpose(0, 1), lse[0].T
+    if not start:
+        return own
+    out, lse = ref.merge_partials(*(torch.stack(x) for x in zip(attend_context(q, k[:, :start], v[:, :start]), own)))
+    return out, lse
+
+
 def _index_keys(pool: PagePool, layer: int, view: RepoView,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The view's index keys of one layer as one matrix [n * PAGE, d_idx] in `dtype` (kept on the view: the
@@ -307,15 +327,22 @@ def select_blocks(scores: torch.Tensor, top_k: int) -> torch.Tensor:
     return idx.masked_fill(vals == float("-inf"), -1)
 
 
-def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, rows: int = 16,
-                    hot_share: float = 0.35):
+def _class_sizes(counts: torch.Tensor, min_rows: int, steps: int) -> torch.Tensor:
+    """Padded query slots of work units chosen by `counts` (> 0) queries: at least min_rows, else counts rounded
+    up on a ladder of 2**steps sizes per octave (steps 2: 5, 6, 7, 8, 10, 12, 14, 16, 20, ...; at most ~25% padding)."""
+    octave = torch.ceil(torch.log2(counts.double())).long()
+    quantum = (2 ** (octave - 1 - steps)).clamp(min=1)
+    return torch.where(counts > min_rows, (counts + quantum - 1) // quantum * quantum, min_rows)
+
+
+def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, min_rows: int = 4,
+                    steps: int = 2):
     """Exact attention of q [T, Hq, d] over each query's own selected blocks (selected [T, Hkv, k], logical ids,
-    -1 unused), block-major: the (query, block) pairs of a group are sorted by block and cut into work items of
-    up to `rows` queries reading one block, so each block is gathered once per item (not once per query); every
-    item is one batched matmul, and each query's per-block partials are merged by log-sum-exp. Blocks chosen by
-    at least hot_share of the queries (and `rows`) are attended together instead, by all queries at once with a
-    mask of who chose which (a few plain matmuls rather than many items).
-    Returns out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
+    -1 unused). A prompt goes block-major: a work unit is one (block, KV head), its K/V page gathered once; the
+    queries that chose it are padded up to a few class sizes (`_class_sizes`), and each class of units is one
+    call of the fused CPU attention op (batch = units; the query heads of a GQA group stacked as rows; the slots
+    past a partial page's end masked), which also gives the log-sum-exp. Each query's per-block partials are then
+    merged by log-sum-exp. Returns out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
     T, Hq, d = q.shape
     Hkv, k = pool.cfg.num_kv_heads, selected.shape[-1]
     G = Hq // Hkv
@@ -330,66 +357,49 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
         s = torch.matmul(q.float().view(T, Hkv, G, d), keys.transpose(-1, -2)) * d**-0.5  # (T, Hkv, G, k*PAGE)
         p, norm, lse = _softmax_parts(s.masked_fill(~visible[:, :, None, :], float("-inf")))
         return (torch.matmul(p, values) / norm).view(T, Hq, d), lse.view(T, Hq)
-    part_out = torch.zeros(T, Hkv, k + 1, G, d)  # slot k: the group's hot blocks, attended together
-    part_lse = torch.full((T, Hkv, k + 1, G), float("-inf"))
-    slots = torch.arange(PAGE)
-    qf = q.float().view(T, Hkv, G, d)
-    pages_k = pool.k[layer].reshape(-1, PAGE, d)  # (pages * Hkv, PAGE, d): page p, head h at row p * Hkv + h
-    pages_v = pool.v[layer].reshape(-1, PAGE, d)
-    hot_min = max(rows, int(hot_share * T + 0.999))
-    for h in range(Hkv):
-        sel = selected[:, h]
-        valid = sel >= 0
-        if not bool(valid.any()):
-            continue
-        counts = torch.bincount(sel[valid], minlength=lens.numel())
-        hot = counts >= hot_min
-        if bool(hot.any()):  # blocks most queries chose: one masked attention of all queries over them
-            hot_ids = hot.nonzero().flatten()
-            member = (sel[:, :, None] == hot_ids[None, None, :]).any(1)  # (T, m): query t chose hot block j
-            visible = (member[:, :, None] & (slots[None, :] < lens[hot_ids][:, None])[None]).flatten(1)
-            rows_hot = view.pages[hot_ids] * Hkv + h
-            keys = pages_k.index_select(0, rows_hot).float().flatten(0, 1)  # (m * PAGE, d)
-            values = pages_v.index_select(0, rows_hot).float().flatten(0, 1)
-            s = torch.matmul(qf[:, h], keys.T) * d**-0.5  # (T, G, m * PAGE)
-            p, norm, lse = _softmax_parts(s.masked_fill(~visible[:, None, :], float("-inf")))
-            part_out[:, h, k] = torch.matmul(p, values) / norm
-            part_lse[:, h, k] = lse
-            valid = valid & ~hot[sel.clamp(min=0)]
-            if not bool(valid.any()):
-                continue
-            counts = counts.masked_fill(hot, 0)
-        block = sel[valid].long()
-        query = torch.arange(T)[:, None].expand(T, k)[valid]
-        slot = torch.arange(k)[None, :].expand(T, k)[valid]
-        order = torch.argsort(block, stable=True)
-        block, query, slot = block[order], query[order], slot[order]
-        # items of `rows` queries for blocks many chose, of 4 or 1 for the rest (less padding in the matmuls)
-        size = torch.where(counts >= 5, rows, torch.where(counts >= 2, min(4, rows), 1))
-        for r in sorted(set(size[counts > 0].tolist())):
-            in_class = (size == r) & (counts > 0)
-            pick = in_class[block]
-            b, qy, sl = block[pick], query[pick], slot[pick]
-            c = counts.masked_fill(~in_class, 0)
-            rank = torch.arange(b.numel()) - (torch.cumsum(c, 0) - c)[b]
-            items = (c + r - 1) // r
-            item = (torch.cumsum(items, 0) - items)[b] + rank // r
-            pos = rank % r
-            item_block = torch.repeat_interleave(torch.arange(lens.numel()), items)
-            n_items = item_block.numel()
-            index = torch.full((n_items, r), T, dtype=torch.long)
-            index[item, pos] = qy
-            qpad = torch.cat([qf[:, h], qf.new_zeros(1, G, d)])  # row T: padding
-            qb = qpad[index].view(n_items, r * G, d)
-            rows_items = view.pages[item_block] * Hkv + h
-            keys = pages_k.index_select(0, rows_items).float()  # (items, PAGE, d)
-            values = pages_v.index_select(0, rows_items).float()
-            s = torch.bmm(qb, keys.transpose(1, 2)) * d**-0.5  # (items, r*G, PAGE)
-            s = s.masked_fill((slots[None, :] >= lens[item_block][:, None])[:, None, :], float("-inf"))
-            p, norm, lse = _softmax_parts(s)
-            o = (torch.bmm(p, values) / norm).view(n_items, r, G, d)
-            part_out[qy, h, sl] = o[item, pos]
-            part_lse[qy, h, sl] = lse.view(n_items, r, G)[item, pos]
+    n_units = lens.numel() * Hkv
+    query, head, slot = (selected >= 0).nonzero(as_tuple=True)  # every (query, group, slot) that reads a block
+    unit = selected[query, head, slot].long() * Hkv + head
+    order = torch.argsort(unit, stable=True)
+    unit, query, head, slot = unit[order], query[order], head[order], slot[order]
+    counts = torch.bincount(unit, minlength=n_units)
+    rank = torch.arange(unit.numel()) - (torch.cumsum(counts, 0) - counts)[unit]  # position among the unit's queries
+    units = counts.nonzero().flatten()
+    size = _class_sizes(counts[units], min_rows, steps)
+    by_size = torch.argsort(size, stable=True)
+    units, size = units[by_size], size[by_size]
+    first = torch.cumsum(size, 0) - size  # first padded row of each unit, units of one class adjacent
+    unit_first = torch.zeros(n_units, dtype=torch.long)
+    unit_first[units] = first
+    row = unit_first[unit] + rank  # padded row of every pair
+    n_rows = int(first[-1] + size[-1]) if units.numel() else 0
+    q_rows = torch.full((n_rows,), T * Hkv, dtype=torch.long)  # row T * Hkv of the padded queries: zeros
+    q_rows[row] = query * Hkv + head
+    queries = torch.cat([q.float().reshape(T * Hkv, G, d), q.new_zeros(1, G, d, dtype=torch.float32)])[q_rows]
+    page_rows = view.pages[units // Hkv] * Hkv + units % Hkv  # (page, head) rows of the pool's [pages * Hkv, PAGE, d]
+    keys = pool.k[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float()
+    values = pool.v[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float()
+    unit_lens = lens[units // Hkv]
+    outs, lses = [], []
+    u = 0
+    for r, m in zip(*(x.tolist() for x in torch.unique_consecutive(size, return_counts=True))):
+        ends = unit_lens[u : u + m]
+        mask = None
+        if bool((ends < PAGE).any()):  # partial pages: the zero slots past the end hidden
+            hidden = torch.arange(PAGE)[None, :] >= ends[:, None]
+            mask = torch.zeros(m, 1, 1, PAGE).masked_fill(hidden[:, None, None, :], float("-inf"))
+        f = int(first[u])
+        o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            queries[f : f + m * r].view(m, 1, r * G, d), keys[u : u + m, None], values[u : u + m, None], 0.0, False,
+            attn_mask=mask)
+        outs.append(o.reshape(m * r, G, d))
+        lses.append(lse.reshape(m * r, G))
+        u += m
+    outs.append(q.new_zeros(1, G, d, dtype=torch.float32))  # row n_rows: what an unused slot reads
+    lses.append(torch.full((1, G), float("-inf")))
+    pair_row = torch.full((T, Hkv, k), n_rows, dtype=torch.long)
+    pair_row[query, head, slot] = row
+    part_out, part_lse = torch.cat(outs)[pair_row], torch.cat(lses)[pair_row]  # (T, Hkv, k, G, d), (T, Hkv, k, G)
     m = part_lse.amax(2)  # (T, Hkv, G)
     m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     w = torch.exp(part_lse - m_safe[:, :, None])

@@ -42,7 +42,7 @@ import torch
 
 from inference import checkpoint, fim, sampling
 from inference.healing import TokenHealer
-from inference.attention import RepoAttention, attend_dense, attend_segment, merge
+from inference.attention import RepoAttention, attend_dense, attend_own, attend_segment, merge
 from inference.decode_graph import GraphDecoder
 from inference.kv_cache import PagePool, SegmentStore
 from inference.persist import DiskCache
@@ -203,7 +203,10 @@ class Engine:
             own_k, own_v = tail.k[layer, :, : start + n], tail.v[layer, :, : start + n]
             if repo_attn.dense_layer(layer) and dev.type != "cpu":  # one fused pass over repository + own tokens
                 return attend_segment(q, own_k, own_v, *repo_attn.context(layer), offset=start)
-            own = attend_dense(q, own_k, own_v, causal_start=start)
+            if dev.type == "cpu":
+                own = attend_own(q, own_k, own_v, start)
+            else:
+                own = attend_dense(q, own_k, own_v, causal_start=start)
             return merge([repo_attn(layer, q, index_q), own])
 
         with torch.inference_mode():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.attention import RepoView, attend_context, attend_dense, attend_selected, select_blocks, shared_block_scores
+from inference.attention import (RepoView, attend_context, attend_dense, attend_own, attend_selected, select_blocks,
+                                 shared_block_scores)
 from inference.engine import SNAP_TOKENS, Engine
 from kernels import reference as ref
 from tests.inference.conftest import repo_files
@@ -27,17 +28,29 @@ def test_context_attention_equals_dense(T, N):
     torch.testing.assert_close(got_lse, want_lse, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("rows,hot_share", [(1, 2.0), (3, 0.25), (16, 2.0), (3, 0.0), (16, 0.25)])
+@pytest.mark.parametrize("T,start", [(1, 0), (1, 40), (2, 0), (37, 0), (37, 5), (130, 300)])
+def test_own_tail_attention_equals_dense(T, start):
+    g = torch.Generator().manual_seed(T + start)
+    q = torch.randn(T, 6, 24, generator=g)
+    k, v = torch.randn(2, 400, 24, generator=g), torch.randn(2, 400, 24, generator=g)
+    k, v = k[:, : start + T], v[:, : start + T]  # views into a bigger buffer, like the tail's
+    got_out, got_lse = attend_own(q, k, v, start)
+    want_out, want_lse = attend_dense(q, k, v, causal_start=start)
+    torch.testing.assert_close(got_out, want_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_lse, want_lse, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("min_rows,steps", [(1, 0), (4, 2), (16, 0), (2, 5)])
 @pytest.mark.parametrize("T", [1, 3, 41])
 @pytest.mark.parametrize("top_k", [3, 6])
-def test_block_major_sparse_attention_equals_reference(T, rows, hot_share, top_k):
+def test_block_major_sparse_attention_equals_reference(T, min_rows, steps, top_k):
     pool, pages = _pool(16)
     view = RepoView.build(pool, pages)
-    g = torch.Generator().manual_seed(rows + top_k + T)
+    g = torch.Generator().manual_seed(min_rows + steps + top_k + T)
     q, index_q = torch.randn(T, 6, 24, generator=g), torch.randn(T, 2, 16, generator=g)
     selected = select_blocks(shared_block_scores(q, index_q, pool, 1, view, "minmax"), top_k)
     selected[T // 2, 1] = -1  # a query and group with nothing selected reads nothing
-    got_out, got_lse = attend_selected(q, pool, 1, view, selected, rows=rows, hot_share=hot_share)
+    got_out, got_lse = attend_selected(q, pool, 1, view, selected, min_rows=min_rows, steps=steps)
     block_rows, seq_lens = ref.prefill_rows(view.block_table, torch.full((T,), view.n_blocks * 128))
     want_out, want_lse = ref.sparse_decode(q, pool.k[1], pool.v[1], block_rows, seq_lens, selected.int(),
                                            page_lens=pool.page_lens, return_lse=True)
