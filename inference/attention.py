@@ -347,16 +347,17 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
     Hkv, k = pool.cfg.num_kv_heads, selected.shape[-1]
     G = Hq // Hkv
     lens = pool.page_lens[view.pages].long()
-    if T <= SMALL_T:  # a decode step: each query's own blocks gathered directly, fewest ops
+    if T <= SMALL_T:  # a decode step: each query's own blocks gathered directly, one fused call
         safe = selected.clamp(min=0).long()
-        phys = view.pages[safe]  # (T, Hkv, k)
-        heads = torch.arange(Hkv)[None, :, None]
-        keys = pool.k[layer][phys, heads].float().flatten(2, 3)  # (T, Hkv, k*PAGE, d)
-        values = pool.v[layer][phys, heads].float().flatten(2, 3)
-        visible = ((selected >= 0)[..., None] & (torch.arange(PAGE) < lens[safe][..., None])).flatten(2, 3)
-        s = torch.matmul(q.float().view(T, Hkv, G, d), keys.transpose(-1, -2)) * d**-0.5  # (T, Hkv, G, k*PAGE)
-        p, norm, lse = _softmax_parts(s.masked_fill(~visible[:, :, None, :], float("-inf")))
-        return (torch.matmul(p, values) / norm).view(T, Hq, d), lse.view(T, Hq)
+        page_rows = (view.pages[safe] * Hkv + torch.arange(Hkv)[None, :, None]).flatten()  # (T * Hkv * k)
+        keys = pool.k[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float().view(T * Hkv, 1, k * PAGE, d)
+        values = pool.v[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float().view(T * Hkv, 1, k * PAGE, d)
+        visible = ((selected >= 0)[..., None] & (torch.arange(PAGE) < lens[safe][..., None])).view(T * Hkv, k * PAGE)
+        mask = torch.zeros(T * Hkv, 1, 1, k * PAGE).masked_fill(~visible[:, None, None, :], float("-inf"))
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q.float().reshape(T * Hkv, 1, G, d), keys, values, 0.0, False, attn_mask=mask)
+        lse = lse.masked_fill(~visible.any(-1)[:, None, None], float("-inf"))  # nothing visible: lse -inf, out 0
+        return out.reshape(T, Hq, d), lse.reshape(T, Hq)
     n_units = lens.numel() * Hkv
     query, head, slot = (selected >= 0).nonzero(as_tuple=True)  # every (query, group, slot) that reads a block
     unit = selected[query, head, slot].long() * Hkv + head
@@ -392,6 +393,8 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
         o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             queries[f : f + m * r].view(m, 1, r * G, d), keys[u : u + m, None], values[u : u + m, None], 0.0, False,
             attn_mask=mask)
+        if mask is not None:  # an empty page: nothing visible, lse -inf (the op gives 0)
+            lse = lse.masked_fill((ends == 0)[:, None, None], float("-inf"))
         outs.append(o.reshape(m * r, G, d))
         lses.append(lse.reshape(m * r, G))
         u += m

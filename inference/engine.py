@@ -201,16 +201,17 @@ class Engine:
             tail.k[layer, :, start : start + n] = k.transpose(0, 1)
             tail.v[layer, :, start : start + n] = v.transpose(0, 1)
             own_k, own_v = tail.k[layer, :, : start + n], tail.v[layer, :, : start + n]
+            first = start + n - q.shape[0]  # tail offset of the first query (the last layer may ask for the last only)
             if repo_attn.dense_layer(layer) and dev.type != "cpu":  # one fused pass over repository + own tokens
-                return attend_segment(q, own_k, own_v, *repo_attn.context(layer), offset=start)
+                return attend_segment(q, own_k, own_v, *repo_attn.context(layer), offset=first)
             if dev.type == "cpu":
-                own = attend_own(q, own_k, own_v, start)
+                own = attend_own(q, own_k, own_v, first)
             else:
-                own = attend_dense(q, own_k, own_v, causal_start=start)
+                own = attend_dense(q, own_k, own_v, causal_start=first)
             return merge([repo_attn(layer, q, index_q), own])
 
         with torch.inference_mode():
-            out = self.model(torch.tensor(new_ids, device=dev), positions, attend, logits=logits)
+            out = self.model(torch.tensor(new_ids, device=dev), positions, attend, logits=logits, last_query_only=True)
         tail.ids = tail.ids[:start] + list(new_ids)
         return out
 

@@ -92,8 +92,11 @@ class Transformer(nn.Module):
             index_freq, _ = rope.inv_freq(cfg.index_rope_dim, cfg.rope_theta)
             self.register_buffer("index_rope_freq", index_freq, persistent=False)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, attend: Attend, *, logits: str = "all"):
-        """tokens, positions: [T] int64. logits: "all" -> [T, V] fp32, "last" -> [1, V], "none" -> None."""
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, attend: Attend, *, logits: str = "all",
+                last_query_only: bool = False):
+        """tokens, positions: [T] int64. logits: "all" -> [T, V] fp32, "last" -> [1, V], "none" -> None.
+        last_query_only (with logits "last"): the last layer computes K/V of every token but attention and MLP of
+        the last token only (all its output needs), so `attend` then gets q, index_q of that token alone."""
         x = self.embed_tokens(tokens)  # (T, hidden)
         dtype = x.dtype
         cos, sin = rope.cos_sin(positions, self.rope_freq, self.rope_factor, dtype)
@@ -114,8 +117,11 @@ class Transformer(nn.Module):
                 index_q = attn.index_q_norm(attn.index_q_proj(h).view(T, -1, self.cfg.index_dim))  # (T, Hkv, d_idx)
                 index_k = attn.index_k_norm(attn.index_k_proj(h).view(T, 1, self.cfg.index_dim))  # (T, 1, d_idx)
                 index_q, index_k = rope.rotate(index_q, icos, isin), rope.rotate(index_k, icos, isin)[:, 0]
-            out = attend(i, q, k, v, index_q, index_k)  # (T, Hq, d)
-            x = x + attn.o_proj(out.reshape(T, -1).to(dtype))
+            if last_query_only and logits == "last" and i == len(self.layers) - 1:
+                q, x = q[-1:], x[-1:]
+                index_q = None if index_q is None else index_q[-1:]
+            out = attend(i, q, k, v, index_q, index_k)  # (T, Hq, d), or (1, Hq, d) for the last query only
+            x = x + attn.o_proj(out.reshape(x.shape[0], -1).to(dtype))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         if logits == "none":
             return None

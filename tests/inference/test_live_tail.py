@@ -83,6 +83,21 @@ def test_batched_sparse_tail_prefill_equals_token_by_token(sparse_engine):
     assert repo_attn.stats.mean_blocks == 2.0  # every query really chose 2 of the repository's blocks
 
 
+def test_last_query_only_prompt_equals_every_row(sparse_engine):
+    """A prompt asked for its last logits runs the last layer's attention and MLP for the last token only: the same
+    logits as the full forward's last row, from an empty tail and after a reused part of it."""
+    e = sparse_engine
+    ids = e._fim_ids(LIVE, PREFIX, SUFFIX, e.tail_budget)
+    full, repo_attn, _ = _fresh_logits(e, ids)
+    for reuse in (0, 9):
+        e._prepare_tail([], None)
+        if reuse:
+            e._run_tail(ids[:reuse], 0, repo_attn, "none")
+        last = e._run_tail(ids[reuse:], reuse, repo_attn, "last")
+        assert last.shape == (1, full.shape[-1])
+        torch.testing.assert_close(last[0], full[-1], atol=1e-4, rtol=1e-4)
+
+
 def _request(engine, prefix, suffix=SUFFIX):
     """Last logits of a FIM request through the engine's reuse path, and how many tail tokens it reused."""
     ids = engine._fim_ids(LIVE, prefix, suffix, engine.tail_budget)
