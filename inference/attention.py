@@ -4,12 +4,13 @@ The repository part goes through the MSA ops (index_block_scores / summary_block
 sparse_decode) of `kernels.ops` (Triton) on CUDA. On CPU it uses `shared_history_sparse` below, which computes
 the same selection and attention for a chunk of queries that share one repository history: block scores as one
 matmul per layer over a contiguous copy of the index keys kept with the view (bf16 where the CPU multiplies
-bf16 natively: the selection may then differ from fp32 on near ties), then per GQA group
-the (query, block) pairs sorted by block and cut into work items of a few queries reading one page, so a page is
-gathered once per item rather than once per query (tested equal to kernels.reference). Dense layers on CPU read a contiguous copy of the repository K/V through the fused attention
-op with log-sum-exp. The two parts are merged
-by log-sum-exp. The repository pages are seen as history blocks 0..n-1 of a virtual sequence whose local block
-n is the always-empty page 0: the tail itself plays the local block and is attended outside the kernels.
+bf16 natively: the selection may then differ from fp32 on near ties), then block-major attention: each
+(block, KV head) page is gathered once, the queries that chose it padded to a few class sizes, and each class is
+one call of the fused CPU attention op, which also returns the log-sum-exp (tested equal to kernels.reference).
+Dense layers on CPU read a contiguous copy of the repository K/V through the same fused op, and the tail's own
+keys go through it too (`attend_own`). The two parts are merged by log-sum-exp. The repository pages are seen
+as history blocks 0..n-1 of a virtual sequence whose local block n is the always-empty page 0: the tail itself
+plays the local block and is attended outside the kernels.
 """
 
 from __future__ import annotations
