@@ -9,7 +9,8 @@
    with the repository cache vs the current file alone (Wilson 95% intervals, paired wins/losses, mean bits for
    the name);
 3. needle in a repository: a uniquely named function in one file placed at depths 0-100% of a ~32k and ~128k-token
-   repository of held-out files; exact match of its name at a call site in the live file.
+   repository of held-out files; exact match of its name at a call site in the live file (and of the rest of it
+   once its first TYPED characters are typed).
 
 Held-out projects are the ones inference/training/corpus.py lists (never trained on): by default the Python ones
 installed in this interpreter's site-packages; --data adds `msa-lsp train corpus` output (heldout.jsonl.xz).
@@ -216,7 +217,7 @@ def needle(engine, engine_alone, projects, sizes: list[int], depths: list[float]
             used += n
         rows = []
         for depth in depths:
-            ok = forced = 0
+            ok = forced = typed = 0
             bits = bits_alone = 0.0
             for t in range(trials):
                 fname = "_".join(rng.sample(WORDS, 3)) + f"_{rng.randrange(100, 999)}"
@@ -229,14 +230,17 @@ def needle(engine, engine_alone, projects, sizes: list[int], depths: list[float]
                 prefix = "from billing import helpers\n\n\ndef trim(record):\n    return helpers."
                 out = completion(engine, "billing/main.py", prefix, "\n", max_tokens=16)
                 ok += out.startswith(fname + "(") or out.strip() == fname
+                rest = completion(engine, "billing/main.py", prefix + fname[:TYPED], "\n", max_tokens=16)
+                typed += _completes(rest, fname[TYPED:])
                 lps = name_logprobs(engine, "billing/main.py", prefix + fname + "(record)\n", len(prefix), len(prefix) + len(fname))
                 forced += all(lp > math.log(0.5) for lp in lps)
                 bits += -sum(lps) / math.log(2)
                 alone = name_logprobs(engine_alone, "billing/main.py", prefix + fname + "(record)\n", len(prefix), len(prefix) + len(fname))
                 bits_alone += -sum(alone) / math.log(2)
-            rows.append({"depth": depth, "exact": ok, "forced": forced, "name_bits": round(bits / trials, 2),
+            rows.append({"depth": depth, "exact": ok, "typed": typed, "forced": forced, "name_bits": round(bits / trials, 2),
                          "name_bits_without_repo": round(bits_alone / trials, 2), "trials": trials})
-            print(f"  needle {used} tokens depth {depth}: {ok}/{trials} completed, {forced}/{trials} forced, "
+            print(f"  needle {used} tokens depth {depth}: {ok}/{trials} completed, {typed}/{trials} after {TYPED} "
+                  f"typed characters, {forced}/{trials} forced, "
                   f"{bits / trials:.1f} bits for the name ({bits_alone / trials:.1f} without the repo)", file=sys.stderr, flush=True)
         results[f"{used}_tokens"] = rows
     return results
@@ -297,8 +301,8 @@ def print_table(out: dict) -> None:
             print(f"{'cross-file EM, ' + kind + ' (n=' + str(c['cases']) + ')':44s} "
                   f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")
     for size, rows in out.get("needle", {}).items():
-        cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['forced']}/{r['trials']}" for r in rows)
-        print(f"{'needle, ' + size + ' (completed/forced/trials)':44s} {cells}")
+        cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['typed']}/{r['forced']}/{r['trials']}" for r in rows)
+        print(f"{'needle, ' + size + ' (completed/typed/forced/trials)':44s} {cells}")
 
 
 if __name__ == "__main__":
