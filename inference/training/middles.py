@@ -133,18 +133,17 @@ def call_site_split(text: str, names: set[str], rng: random.Random, prefer: set[
     used = sorted(n for n in names if n in text)
     if not used:
         return None
-    occurrences: dict[str, list[int]] = {}
-    pattern = re.compile(r"(?<![\w$])(?:" + "|".join(map(re.escape, used)) + r")(?![\w$])")
-    for m in pattern.finditer(text):
+    found: dict[str, list[int]] = {}
+    for m in occurrences(text, used):
         line = text[text.rfind("\n", 0, m.start()) + 1: m.start()]
         if "//" in line or "#" in line or line.lstrip().startswith(("*", "/*")):
             continue  # in a comment, most likely
-        occurrences.setdefault(m.group(0), []).append(m.start())
-    if not occurrences:
+        found.setdefault(m.group(0), []).append(m.start())
+    if not found:
         return None
-    pool = sorted(n for n in occurrences if n in prefer) or sorted(occurrences)
+    pool = sorted(n for n in found if n in prefer) or sorted(found)
     name = rng.choice(pool)
-    spots = occurrences[name]
+    spots = found[name]
     uses = [i for i in spots if not _IMPORT.search(text[text.rfind("\n", 0, i) + 1: i])]
     pick = rng.random()
     at = (uses or spots)[0] if pick < 0.5 else spots[0] if pick < 0.7 else rng.choice(spots)
@@ -193,17 +192,19 @@ def fresh_name(old: str, words: list[str], rng: random.Random, taken: set[str], 
             return name
 
 
+def _whole_words(names) -> re.Pattern:
+    """Matches any of `names` as a whole word (not inside a longer identifier)."""
+    return re.compile(r"(?<![\w$])(?:" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?![\w$])")
+
+
 def occurrences(text: str, names) -> list[re.Match]:
     """Whole-word occurrences of any of `names` in text."""
-    if not names:
-        return []
-    pattern = re.compile(r"(?<![\w$])(?:" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?![\w$])")
-    return list(pattern.finditer(text))
+    return list(_whole_words(names).finditer(text)) if names else []
 
 
 def rename(texts: list[str], mapping: dict[str, str]) -> list[str]:
     """Whole-word replacement of every old name by its new one in each text (one pass, so no chains)."""
     if not mapping:
         return list(texts)
-    pattern = re.compile(r"(?<![\w$])(?:" + "|".join(map(re.escape, sorted(mapping, key=len, reverse=True))) + r")(?![\w$])")
+    pattern = _whole_words(mapping)
     return [pattern.sub(lambda m: mapping[m.group(0)], t) for t in texts]
