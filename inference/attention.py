@@ -336,6 +336,12 @@ def _class_sizes(counts: torch.Tensor, min_rows: int, steps: int) -> torch.Tenso
     return torch.where(counts > min_rows, (counts + quantum - 1) // quantum * quantum, min_rows)
 
 
+def _page_rows(pool: PagePool, layer: int, page_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 K and V [len(page_rows), PAGE, d] of (page, KV head) rows page * Hkv + head of one layer's pool."""
+    d = pool.k.shape[-1]
+    return tuple(x[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float() for x in (pool.k, pool.v))
+
+
 def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, min_rows: int = 4,
                     steps: int = 2):
     """Exact attention of q [T, Hq, d] over each query's own selected blocks (selected [T, Hkv, k], logical ids,
@@ -351,8 +357,7 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
     if T <= SMALL_T:  # a decode step: each query's own blocks gathered directly, one fused call
         safe = selected.clamp(min=0).long()
         page_rows = (view.pages[safe] * Hkv + torch.arange(Hkv)[None, :, None]).flatten()  # (T * Hkv * k)
-        keys = pool.k[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float().view(T * Hkv, 1, k * PAGE, d)
-        values = pool.v[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float().view(T * Hkv, 1, k * PAGE, d)
+        keys, values = (x.view(T * Hkv, 1, k * PAGE, d) for x in _page_rows(pool, layer, page_rows))
         visible = ((selected >= 0)[..., None] & (torch.arange(PAGE) < lens[safe][..., None])).view(T * Hkv, k * PAGE)
         mask = torch.zeros(T * Hkv, 1, 1, k * PAGE).masked_fill(~visible[:, None, None, :], float("-inf"))
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
@@ -379,8 +384,7 @@ def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: tor
     q_rows[row] = query * Hkv + head
     queries = torch.cat([q.float().reshape(T * Hkv, G, d), q.new_zeros(1, G, d, dtype=torch.float32)])[q_rows]
     page_rows = view.pages[units // Hkv] * Hkv + units % Hkv  # (page, head) rows of the pool's [pages * Hkv, PAGE, d]
-    keys = pool.k[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float()
-    values = pool.v[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float()
+    keys, values = _page_rows(pool, layer, page_rows)
     unit_lens = lens[units // Hkv]
     outs, lses = [], []
     u = 0
