@@ -109,11 +109,14 @@ class RowBuilder:
     Of the parallel groups, `fim_rate` get a FIM tail; of those, `callsite_rate` take a call-site middle (a name
     defined in an included context file, to the end of its line) and `rename_rate` first rename such names (1 to
     `rename_names`; with `rename_own` also names the target defines) to fresh compound names in the target and the
-    context files (re-encoding only those)."""
+    context files (re-encoding only those).  With `qualify_rate`, a Python target's imports of included files are
+    qualified (middles.qualify_imports: `mod.name` call sites); the names so qualified are then preferred call
+    sites and marked for the copy weight like renamed ones."""
 
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
                  T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
-                 rename_rate: float = 0.25, fim_order: str = "psm", rename_names: int = 3, rename_own: bool = False):
+                 rename_rate: float = 0.25, fim_order: str = "psm", rename_names: int = 3, rename_own: bool = False,
+                 qualify_rate: float = 0.0):
         assert T % BLOCK == 0
         self.enc, self.projects, self.file_ids, self.T = enc, projects, file_ids, T
         self.rng = random.Random(seed)
@@ -124,6 +127,7 @@ class RowBuilder:
         self.callsite_rate, self.rename_rate = callsite_rate, rename_rate
         self.fim_order = fim_order
         self.rename_names, self.rename_own = rename_names, rename_own
+        self.qualify_rate = qualify_rate
         self._defs: dict[tuple[str, int], set[str]] = {}
         self._words: list[str] | None = None
 
@@ -198,7 +202,7 @@ class RowBuilder:
         return segs
 
     def fim_context(self, name: str, target: int, context: list, text: str, target_words: set[str]):
-        """(context, target text, names defined in the included context, renamed cross-file names): with
+        """(context, target text, names defined in the included context, renamed or qualified cross-file names): with
         rename_rate, 1 to rename_names names defined in included context files (or, with rename_own, the target)
         and used in the target get fresh names everywhere in the group."""
         files = self.projects[name]
@@ -233,6 +237,11 @@ class RowBuilder:
                     defs_of[i] = middles.defined_names(files[i][0], kept)
                 defs = set().union(*defs_of.values())
                 renamed = set(mapping.values()) & (defs - middles.defined_names(files[target][0], text))
+        if middles.language(files[target][0]) == "py" and self.rng.random() < self.qualify_rate:
+            stems = [files[i][0].rsplit("/", 1)[-1].rsplit(".", 1)[0] for i, _ in context]
+            modules = {s: defs_of[i] for s, (i, _) in zip(stems, context) if stems.count(s) == 1}
+            text, qualified = middles.qualify_imports(text, modules)
+            renamed |= qualified
         return context, text, defs, renamed
 
     def context_order(self, name: str, target: int, target_text: str, target_words: set[str] = frozenset()) -> list[int]:

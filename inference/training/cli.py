@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--rename-names", type=int, default=3,
                    help="most names renamed in a group (between half of it and it, at least 1)")
     f.add_argument("--rename-own", action="store_true", help="rename names the target file defines too")
+    f.add_argument("--qualify-rate", type=float, default=0.0,
+                   help="share of Python FIM groups whose imports of included files become module-qualified uses")
     f.add_argument("--copy-weight", type=float, default=1.0,
                    help="loss weight of tokens of renamed cross-file names anywhere in the live tail")
     f.add_argument("--row-threads", type=int, default=3, help="threads building rows")

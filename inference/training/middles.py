@@ -9,7 +9,9 @@ Call-site middles: the middle starts at an occurrence, in the target file, of a 
 fn/func/const ..., a regex per language) in a context file included in the same row, and runs to the end of that
 line, so the model learns to copy names and arguments from other files.  Renaming: names defined in included
 context files and used in the target get fresh compound names in every file of the row, so memorised names are
-useless and copying is the only way.  Not its job: tokenising or packing rows (batches.py).
+useless and copying is the only way.  Qualifying (Python): `from pkg.mod import a, b` of an included file mod.py
+becomes `from pkg import mod` and the uses `mod.a`, `mod.b`, so a call site must find the definition through the
+module's file, as at `helpers.` in an editor.  Not its job: tokenising or packing rows (batches.py).
 """
 
 from __future__ import annotations
@@ -208,3 +210,44 @@ def rename(texts: list[str], mapping: dict[str, str]) -> list[str]:
         return list(texts)
     pattern = _whole_words(mapping)
     return [pattern.sub(lambda m: mapping[m.group(0)], t) for t in texts]
+
+
+# ---- qualifying imported names (Python) ----------------------------------------------------------------------
+
+_FROM_IMPORT = re.compile(r"^(?P<indent>[ \t]*)from[ \t]+(?P<package>\.*(?:\w+\.)*)(?P<stem>\w+)[ \t]+import[ \t]+"
+                          r"(?:\((?P<listed>[\w \t\n,]+)\)|(?P<names>\w+(?:[ \t]*,[ \t]*\w+)*)[ \t]*,?)[ \t]*$", re.M)
+
+
+def qualify_imports(text: str, modules: dict[str, set[str]]) -> tuple[str, set[str]]:
+    """(text, qualified names): each `from <package>.<stem> import a, b` (or `import (a, b)` over lines; no `as`) whose
+    stem is a key of `modules` ({file stem: names that file defines}) and whose names that file all defines becomes
+    `from <package> import <stem>` (`import <stem>` without a package) and every later use of a and b becomes
+    `<stem>.a`, `<stem>.b` (not attribute accesses `x.a`, keyword arguments `a=` or other import lines).  A stem
+    the text already uses as a word elsewhere is left alone (it would clash)."""
+    qualified: set[str] = set()
+    done: set[str] = set()
+    for m in reversed(list(_FROM_IMPORT.finditer(text))):
+        stem, names = m.group("stem"), [n.strip() for n in (m.group("names") or m.group("listed")).split(",") if n.strip()]
+        if stem in done or stem not in modules or not set(names) <= modules[stem] or stem in names:
+            continue
+        if len(occurrences(text, [stem])) != 1:
+            continue
+        package = m.group("package")
+        line = (f"{m.group('indent')}import {stem}" if not package else
+                f"{m.group('indent')}from {package if package.strip('.') == '' else package.rstrip('.')} import {stem}")
+        before, after = text[:m.start()], text[m.end():]
+
+        def qualify(use: re.Match, src: str) -> str:
+            at_line = src[src.rfind("\n", 0, use.start()) + 1: use.start()]
+            if _IMPORT.search(at_line) or (use.start() and src[use.start() - 1] == "."):
+                return use.group(0)
+            if re.match(r"[ \t]*=(?!=)", src[use.end(): use.end() + 8]):
+                return use.group(0)
+            return f"{stem}.{use.group(0)}"
+
+        pattern = _whole_words(names)
+        after = pattern.sub(lambda u: qualify(u, after), after)
+        text = before + line + after
+        qualified.update(names)
+        done.add(stem)
+    return text, qualified

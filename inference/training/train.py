@@ -257,7 +257,7 @@ def run(args) -> int:
                      warmup_steps=args.lr_warmup_steps, middle_weight=args.middle_weight, copy_weight=args.copy_weight)
     rows = dict(fim_rate=args.fim_rate, causal_rate=args.causal_rate, callsite_rate=args.callsite_rate,
                 rename_rate=args.rename_rate, fim_order=args.fim_order, rename_names=args.rename_names,
-                rename_own=args.rename_own)
+                rename_own=args.rename_own, qualify_rate=args.qualify_rate)
     log.info("rows: %s, middle weight %.1f, copy weight %.1f", rows, tc.middle_weight, tc.copy_weight)
     prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed, threads=args.row_threads,
                           processes=args.row_processes, **rows)

@@ -157,6 +157,67 @@ def test_rename_is_whole_word_and_keeps_the_naming_style():
     assert texts == ["x = load_thing(a); reparse(b); parse_all(c); obj.load_thing(d)"]
 
 
+def test_imports_of_included_files_become_module_qualified_uses():
+    text = ("from .helpers import parse_header, MAX_RETRIES\n"
+            "from pkg.store import (\n    RecordStore,\n    open_store,\n)\n"
+            "from .other import aliased as alias\n"
+            "from toplevel import compute_total\n\n\n"
+            "def run(raw, parse_header_only=False):\n"
+            "    n = MAX_RETRIES\n"
+            "    db = open_store(RecordStore(), retries=n)\n"
+            "    obj.parse_header(raw)\n"
+            "    call(compute_total=1)\n"
+            "    return parse_header(raw) + compute_total(n)\n")
+    modules = {"helpers": {"parse_header", "MAX_RETRIES", "other_def"}, "store": {"RecordStore", "open_store"},
+               "other": {"aliased"}, "toplevel": {"compute_total"}}
+    out, names = middles.qualify_imports(text, modules)
+    assert names == {"parse_header", "MAX_RETRIES", "RecordStore", "open_store", "compute_total"}
+    assert out.splitlines()[:4] == ["from . import helpers", "from pkg import store",
+                                    "from .other import aliased as alias", "import toplevel"]
+    assert "    n = helpers.MAX_RETRIES\n" in out
+    assert "store.open_store(store.RecordStore(), retries=n)" in out
+    assert "obj.parse_header(raw)" in out and "call(compute_total=1)" in out  # attributes, keywords: untouched
+    assert "return helpers.parse_header(raw) + toplevel.compute_total(n)" in out
+    assert "parse_header_only" in out
+    # a name the module does not define, or a stem the file already uses, leaves the import as it is
+    assert middles.qualify_imports("from .helpers import missing\nmissing()\n", modules) == \
+        ("from .helpers import missing\nmissing()\n", set())
+    clash = "from .helpers import parse_header\nhelpers = []\nparse_header(helpers)\n"
+    assert middles.qualify_imports(clash, modules) == (clash, set())
+
+
+def test_qualified_rows_put_call_sites_after_the_module_name(tokenizer):
+    enc = Encoder(tokenizer)
+    projects = {}
+    for p in range(2):
+        files = []
+        for f in range(4):
+            other = (f + 1) % 4
+            body = (f"from pkg{p}.mod{other} import compute_total_{p}_{other}, RecordStore{p}{other}\n\n\n"
+                    + "".join(f"def compute_total_{p}_{f}{'_' + str(k) if k else ''}(value, scale=2):\n"
+                              f"    return value * scale + {k}\n\n" for k in range(3))
+                    + f"class RecordStore{p}{f}:\n    pass\n\n\n"
+                    + f"def run_{f}(items):\n    store = RecordStore{p}{other}()\n"
+                      f"    return compute_total_{p}_{other}(items, scale=3)\n")
+            files.append((f"pkg{p}/mod{f}.py", body))
+        projects[f"python:proj{p}"] = files
+    file_ids = {k: enc.many([f"<|file_sep|>{p}\n{t}" for p, t in v]) for k, v in projects.items()}
+    rows = RowBuilder(enc, projects, file_ids, T=2048, seed=3, fim_rate=1.0, causal_rate=0.0, callsite_rate=1.0,
+                      rename_rate=0.0, qualify_rate=1.0)
+    qualified = 0
+    for _ in range(10):
+        row = rows.row()
+        for g in groups_of(enc, row):
+            module = re.search(r"^from pkg\d import (mod\d)$", g["prefix"], re.M)
+            if not module:
+                continue
+            qualified += 1
+            assert g["prefix"].endswith(module.group(1) + "."), g["prefix"][-60:]
+            assert not re.search(r"(?<![.\w])(?<!def )(?<!class )(compute_total_\d_\d|RecordStore\d\d)\(", g["prefix"] + g["suffix"])
+        assert row.copy.any()
+    assert qualified >= 10
+
+
 def test_split_points_sit_at_token_boundaries_and_match_healing():
     text = SOURCE.read_text()
     rng = random.Random(5)
