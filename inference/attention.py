@@ -7,8 +7,10 @@ matmul per layer over a contiguous copy of the index keys kept with the view (bf
 bf16 natively: the selection may then differ from fp32 on near ties), then block-major attention: each
 (block, KV head) page is gathered once, the queries that chose it padded to a few class sizes, and each class is
 one call of the fused CPU attention op, which also returns the log-sum-exp (tested equal to kernels.reference).
-Dense layers on CPU read a contiguous copy of the repository K/V through the same fused op, and the tail's own
-keys go through it too (`attend_own`). The two parts are merged by log-sum-exp. The repository pages are seen
+Dense layers on CPU read a contiguous copy of the repository K/V kept with the view: in bf16 through bf16
+matrix products where the CPU multiplies bf16 natively (`_attend_context_bf16`, the roundings of bf16 flash
+attention on a GPU), else in fp32 through the same fused op; the tail's own keys go through that op too
+(`attend_own`). The two parts are merged by log-sum-exp. The repository pages are seen
 as history blocks 0..n-1 of a virtual sequence whose local block n is the always-empty page 0: the tail itself
 plays the local block and is attended outside the kernels.
 """
@@ -36,6 +38,10 @@ def _cpu_has_bf16_matmul() -> bool:
 # Index-branch block scores on CPU (block selection only, never the attention itself): bf16 keys and queries
 # where the CPU multiplies bf16 natively (avx512_bf16 / AMX: ~3x the fp32 matmul), fp32 elsewhere.
 CPU_INDEX_DTYPE = torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32
+# Dense-layer attention over the repository on CPU (`attend_context`): bf16 keys, values, queries and weights
+# with fp32 softmax sums where the CPU multiplies bf16 natively (the roundings the bf16 GPU path has), fp32 elsewhere.
+CPU_CONTEXT_DTYPE = CPU_INDEX_DTYPE
+_CONTEXT_ELEMS = 1 << 22  # bf16 scores materialised at once by attend_context (~8 MB, within the shared cache)
 
 
 @dataclass
@@ -61,11 +67,13 @@ class RepoView:
     def n_blocks(self) -> int:
         return self.pages.numel()
 
-    def contiguous(self, pool: PagePool, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer's repository k, v [Hkv, n_tokens, d], gathered once and kept with the view."""
-        if ("kv", layer) not in self.cache:
-            self.cache[("kv", layer)] = (self.gather(pool.k[layer]), self.gather(pool.v[layer]))
-        return self.cache[("kv", layer)]
+    def contiguous(self, pool: PagePool, layer: int, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's repository k, v [Hkv, n_tokens, d] (in `dtype`, default the pool's), gathered once and kept
+        with the view."""
+        key = ("kv", layer, dtype or pool.k.dtype)
+        if key not in self.cache:
+            self.cache[key] = tuple(self.gather(x[layer]).to(key[2]).contiguous() for x in (pool.k, pool.v))
+        return self.cache[key]
 
     def gather(self, cache: torch.Tensor) -> torch.Tensor:
         """All repository tokens of one layer's k or v cache, contiguous: [Hkv, n_tokens, d]."""
@@ -158,6 +166,7 @@ class RepoAttention:
     summary_mode: str = "minmax"
     use_kernels: bool | None = None  # None: kernels.ops on CUDA, shared_history_sparse elsewhere
     index_dtype: torch.dtype = CPU_INDEX_DTYPE  # CPU path: dtype of the index-branch block scores
+    context_dtype: torch.dtype = CPU_CONTEXT_DTYPE  # CPU path: dtype of dense layers' repository attention
     stats: SelectionStats = field(default_factory=SelectionStats)
 
     def dense_layer(self, layer: int) -> bool:
@@ -179,7 +188,7 @@ class RepoAttention:
         on_cpu = not (q.is_cuda if self.use_kernels is None else self.use_kernels)
         if not (self.sparse and pool.cfg.sparse_layers[layer]):
             if on_cpu:
-                return attend_context(q, *view.contiguous(pool, layer))
+                return attend_context(q, *view.contiguous(pool, layer, self.context_dtype))
             return attend_dense(q, view.gather(pool.k[layer]), view.gather(pool.v[layer]))
         if on_cpu:
             use_index = index_q is not None and layer in pool.index_slot
@@ -210,9 +219,12 @@ def _rows_per_chunk(per_row: int) -> int:
 
 
 def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """q [T, Hq, d] over context keys all visible, k, v [Hkv, N, d] (N > 0), through the fused CPU attention op
-    that also returns the log-sum-exp: the queries of one GQA group are stacked, so k, v are read as they are.
-    Same values as attend_dense(q, k, v): out fp32 [T, Hq, d], natural-log lse [T, Hq]."""
+    """q [T, Hq, d] over context keys all visible, k, v [Hkv, N, d] (N > 0). Same values as attend_dense(q, k, v):
+    out fp32 [T, Hq, d], natural-log lse [T, Hq]. fp32 k, v: through the fused CPU attention op, which also returns
+    the log-sum-exp (the queries of one GQA group stacked, so k, v are read as they are). bf16 k, v (contiguous):
+    `_attend_context_bf16`."""
+    if k.dtype == torch.bfloat16:
+        return _attend_context_bf16(q, k, v)
     T, Hq, d = q.shape
     Hkv = k.shape[0]
     G = Hq // Hkv
@@ -220,6 +232,32 @@ def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[t
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(qg, k.float()[None], v.float()[None], 0.0, False)
     out = out[0].view(Hkv, G, T, d).permute(2, 0, 1, 3).reshape(T, Hq, d)
     return out, lse[0].view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
+
+
+def _attend_context_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """attend_context with bf16 matrix products, as bf16 flash attention on a GPU rounds: the scaled queries, k
+    and v in bf16, scores from a bf16 product (fp32 accumulation inside, rounded to bf16), exp(score - row max)
+    computed in fp32 and rounded to bf16 as the weights of the P @ V product (fp32 accumulation), the softmax sums
+    and the log-sum-exp in fp32. Chunks of query rows (the G heads of a group stacked) whose scores against all
+    N keys stay within the shared cache; each chunk is exact over its rows (no running rescale)."""
+    T, Hq, d = q.shape
+    Hkv, N, _ = k.shape
+    G = Hq // Hkv
+    rows = G * T
+    qg = (q.float() * d**-0.5).view(T, Hkv, G, d).permute(1, 2, 0, 3).reshape(Hkv, rows, d).to(torch.bfloat16)
+    k_t = k.transpose(1, 2)  # (Hkv, d, N), a view: the product reads k as stored
+    out = torch.empty(Hkv, rows, d)
+    lse = torch.empty(Hkv, rows)
+    step = max(1, _CONTEXT_ELEMS // (Hkv * N))
+    for r in range(0, rows, step):
+        s = torch.bmm(qg[:, r : r + step], k_t)  # (Hkv, t, N) bf16
+        m = s.amax(-1, keepdim=True)
+        torch.sub(s, m, out=s).exp_()  # each row's largest weight is 1: the sums are >= 1
+        den = s.sum(-1, dtype=torch.float32)
+        out[:, r : r + step] = torch.bmm(s, v).float() / den[..., None]
+        lse[:, r : r + step] = m[..., 0].float() + torch.log(den)
+    out = out.view(Hkv, G, T, d).permute(2, 0, 1, 3).reshape(T, Hq, d)
+    return out, lse.view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
 
 
 def attend_own(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,28 @@ def test_cpu_path_equals_reference(index_dim, mode, top_k):
     assert ours.stats.mean_blocks == min(top_k - 1, view.n_blocks)
 
 
+@pytest.mark.parametrize("context_dtype", [torch.float32, torch.bfloat16])
+def test_cpu_dense_layer_equals_reference(context_dtype):
+    """A dense layer on CPU reads the view's contiguous repository copy in context_dtype (made once per view):
+    fp32 equals kernels.reference; bf16 is within bf16 rounding (see test_live_tail's bf16 context test)."""
+    pool, pages = _pool(0)
+    view = RepoView.build(pool, pages)
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(41, 6, 24, generator=g)
+    ours = RepoAttention(pool, view, sparse=False, use_kernels=False, context_dtype=context_dtype)
+    kern = RepoAttention(pool, view, sparse=False, use_kernels=True)
+    with ops.use_backend("reference"):
+        want_out, want_lse = kern(1, q, None)
+    got_out, got_lse = ours(1, q, None)
+    tol = dict(atol=1e-5, rtol=1e-5) if context_dtype == torch.float32 else dict(atol=2**-6, rtol=2**-6)
+    torch.testing.assert_close(got_out, want_out, **tol)
+    torch.testing.assert_close(got_lse, want_lse, **tol)
+    k, v = view.contiguous(pool, 1, context_dtype)
+    assert k.dtype == v.dtype == context_dtype and k.shape == (2, view.n_tokens, 24)
+    again = ours(1, q[:1], None)[0]  # a decode step reuses the copy
+    assert view.contiguous(pool, 1, context_dtype)[0] is k and again.shape == (1, 6, 24)
+
+
 @pytest.mark.parametrize("T,N,offset,rows", [(1, 0, 0, 1024), (37, 0, 0, 1024), (37, 200, 0, 1024),
                                              (300, 130, 0, 64), (1, 90, 40, 1024), (5, 0, 33, 2), (70, 129, 9, 16)])
 def test_segment_attention_equals_dense_parts_merged(T, N, offset, rows):

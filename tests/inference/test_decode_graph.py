@@ -51,6 +51,7 @@ def _forced_logits(engine, fixed: bool, capture: bool = False, tokens=FORCED):
     ids = engine._fim_ids(path, PREFIX, SUFFIX, engine.tail_budget - 64)
     repo_attn, _ = engine._repo_attention(path)
     repo_attn.index_dtype = torch.float32  # the fixed-shape step scores in fp32 (kernels.ops); the CPU default may be bf16
+    repo_attn.context_dtype = torch.float32  # and attends dense layers in fp32
     engine._tail = _Tail(engine.model, engine.device, engine.dtype, len(ids) + 3)  # outgrown after 3 steps
     engine._run_tail(ids, 0, repo_attn, "last")
     tail = engine._tail

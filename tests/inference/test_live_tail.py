@@ -28,6 +28,29 @@ def test_context_attention_equals_dense(T, N):
     torch.testing.assert_close(got_lse, want_lse, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("chunk_elems", [1 << 22, 4096])  # one chunk of query rows, or many
+@pytest.mark.parametrize("T,Hq,Hkv,N,d", [(1, 6, 2, 5, 24), (7, 6, 2, 300, 24), (33, 6, 3, 1297, 40),
+                                         (130, 4, 2, 4099, 64)])
+def test_bf16_context_attention_equals_dense_within_bf16_rounding(T, Hq, Hkv, N, d, chunk_elems, monkeypatch):
+    """bf16 k, v (the dense layers' repository copy where the CPU multiplies bf16 natively) against attend_dense in
+    fp32. bf16 keeps 8 significant bits: each rounding (queries, keys, values, scores, weights) is at most 2^-9
+    relative, so out (a weighted mean of values |v| < ~4) and lse (|lse| < ~10 here) stay within ~2^-6; and the
+    error is at most a few times what rounding q, k, v alone to bf16 (as the GPU path stores them) costs."""
+    import inference.attention as attention
+
+    monkeypatch.setattr(attention, "_CONTEXT_ELEMS", chunk_elems)
+    g = torch.Generator().manual_seed(T * N + d)
+    q, k, v = (torch.randn(*shape, generator=g) for shape in ((T, Hq, d), (Hkv, N, d), (Hkv, N, d)))
+    got_out, got_lse = attend_context(q, k.bfloat16(), v.bfloat16())
+    want_out, want_lse = attend_dense(q, k, v)
+    assert got_out.dtype == got_lse.dtype == torch.float32
+    torch.testing.assert_close(got_out, want_out, atol=2**-6, rtol=2**-6)
+    torch.testing.assert_close(got_lse, want_lse, atol=2**-6, rtol=2**-8)
+    rounded_out, rounded_lse = attend_dense(*(x.bfloat16().float() for x in (q, k, v)))
+    assert (got_out - want_out).abs().max() <= 4 * (rounded_out - want_out).abs().max() + 2**-9
+    assert (got_lse - want_lse).abs().max() <= 4 * (rounded_lse - want_lse).abs().max() + 2**-9
+
+
 @pytest.mark.parametrize("T,start", [(1, 0), (1, 40), (2, 0), (37, 0), (37, 5), (130, 300)])
 def test_own_tail_attention_equals_dense(T, start):
     g = torch.Generator().manual_seed(T + start)
