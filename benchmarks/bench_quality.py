@@ -10,7 +10,9 @@
    the name);
 3. needle in a repository: a uniquely named function in one file placed at depths 0-100% of a ~32k and ~128k-token
    repository of held-out files; exact match of its name at a call site in the live file (and of the rest of it
-   once its first TYPED characters are typed).
+   once its first TYPED characters are typed);
+4. module binding: six module files each defining one fresh name, a live file that imports one of them and asks at
+   `module.`: how often that module's name is the likeliest of the six (chance 1 in 6), and exact match.
 
 Held-out projects are the ones inference/training/corpus.py lists (never trained on): by default the Python ones
 installed in this interpreter's site-packages; --data adds `msa-lsp train corpus` output (heldout.jsonl.xz).
@@ -246,6 +248,36 @@ def needle(engine, engine_alone, projects, sizes: list[int], depths: list[float]
     return results
 
 
+MODULES = ["helpers", "storage", "invoices", "parsing", "network", "reports"]
+
+
+def module_binding(engine, rng, trials: int) -> dict:
+    """The skill a `module.` call site needs: six files billing/<module>.py each define one fresh name; the live
+    file imports one module and reads `return <module>.`.  How often the imported module's name is the likeliest
+    of the six (chance: 1 in 6), the mean bits it is behind (-) or ahead of (+) the likeliest other, and exact
+    match of the greedy completion."""
+    likeliest = exact = 0
+    margin = 0.0
+    for _ in range(trials):
+        names = {m: "_".join(rng.sample(WORDS, 2)) + f"_{rng.randrange(10, 99)}" for m in MODULES}
+        files = [(f"billing/{m}.py", f'"""{m.capitalize()} for the billing pipeline."""\n\n\ndef {n}(record, limit=10):\n'
+                  f'    """Return the record trimmed to limit entries."""\n    return record[:limit]\n') for m, n in names.items()]
+        rng.shuffle(files)
+        engine.sync(add=[], drop=list(engine.repo.files))
+        engine.sync(add=[(p, str(hash(x)), x) for p, x in files], drop=[])
+        target = rng.choice(MODULES)
+        prefix = f"from billing import {target}\n\n\ndef trim(record):\n    return {target}."
+        bits = {m: sum(name_logprobs(engine, "billing/main.py", prefix + n + "(record)\n", len(prefix), len(prefix) + len(n)))
+                / math.log(2) for m, n in names.items()}
+        best_other = max(v for m, v in bits.items() if m != target)
+        likeliest += bits[target] > best_other
+        margin += bits[target] - best_other
+        out = completion(engine, "billing/main.py", prefix, "\n", max_tokens=12)
+        exact += out.startswith(names[target] + "(") or out.strip() == names[target]
+    return {"trials": trials, "modules": len(MODULES), "likeliest": likeliest, "margin_bits": round(margin / trials, 2),
+            "exact": exact}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model directory (default: the bundled model)")
@@ -256,7 +288,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repo-tokens", type=int, default=TOKEN_CAP, help="repository tokens synced per project")
     ap.add_argument("--needle-sizes", default="32000,128000")
     ap.add_argument("--needle-trials", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: bpb,crossfile,needle")
+    ap.add_argument("--binding-trials", type=int, default=24)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: bpb,crossfile,needle,binding")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     from inference.engine import Engine
@@ -282,6 +315,8 @@ def main(argv=None) -> int:
     if "needle" not in skip:
         sizes = [int(s) for s in args.needle_sizes.split(",") if s]
         out["needle"] = needle(engine_repo, engine_alone, projects, sizes, [0.0, 0.25, 0.5, 0.75, 1.0], rng, args.needle_trials)
+    if "binding" not in skip:
+        out["binding"] = module_binding(engine_repo, rng, args.binding_trials)
     out["seconds"] = round(time.time() - t0, 1)
     print_table(out)
     print(json.dumps(out))
@@ -303,6 +338,10 @@ def print_table(out: dict) -> None:
     for size, rows in out.get("needle", {}).items():
         cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['typed']}/{r['forced']}/{r['trials']}" for r in rows)
         print(f"{'needle, ' + size + ' (completed/typed/forced/trials)':44s} {cells}")
+    if "binding" in out:
+        b = out["binding"]
+        print(f"{'module binding, imported module likeliest':44s} {b['likeliest']:>12d}/{b['trials']} (chance 1/{b['modules']}), "
+              f"margin {b['margin_bits']:+.1f} bits, completed {b['exact']}/{b['trials']}")
 
 
 if __name__ == "__main__":
