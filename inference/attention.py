@@ -42,6 +42,10 @@ CPU_INDEX_DTYPE = torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32
 # with fp32 softmax sums where the CPU multiplies bf16 natively (the roundings the bf16 GPU path has), fp32 elsewhere.
 CPU_CONTEXT_DTYPE = CPU_INDEX_DTYPE
 _CONTEXT_ELEMS = 1 << 22  # bf16 scores materialised at once by attend_context (~8 MB, within the shared cache)
+_LOG2E = 1.4426950408889634
+# Smallest row sum of unshifted weights 2**score kept: the row's largest weight is then >= 2**-40 / N, and weights
+# 2**-24 below it (what fp32 sums still see) stay normal bf16 numbers (>= 2**-126) for N up to 2**62.
+_UNSHIFTED_MIN_SUM = 2.0**-40
 
 
 @dataclass
@@ -166,7 +170,7 @@ class RepoAttention:
     summary_mode: str = "minmax"
     use_kernels: bool | None = None  # None: kernels.ops on CUDA, shared_history_sparse elsewhere
     index_dtype: torch.dtype = CPU_INDEX_DTYPE  # CPU path: dtype of the index-branch block scores
-    context_dtype: torch.dtype = CPU_CONTEXT_DTYPE  # CPU path: dtype of dense layers' repository attention
+    context_dtype: torch.dtype | None = None  # CPU path: dtype of dense layers' repository attention (None: CPU_CONTEXT_DTYPE)
     stats: SelectionStats = field(default_factory=SelectionStats)
 
     def dense_layer(self, layer: int) -> bool:
@@ -188,7 +192,7 @@ class RepoAttention:
         on_cpu = not (q.is_cuda if self.use_kernels is None else self.use_kernels)
         if not (self.sparse and pool.cfg.sparse_layers[layer]):
             if on_cpu:
-                return attend_context(q, *view.contiguous(pool, layer, self.context_dtype))
+                return attend_context(q, *view.contiguous(pool, layer, self.context_dtype or CPU_CONTEXT_DTYPE))
             return attend_dense(q, view.gather(pool.k[layer]), view.gather(pool.v[layer]))
         if on_cpu:
             use_index = index_q is not None and layer in pool.index_slot
@@ -236,26 +240,34 @@ def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[t
 
 def _attend_context_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """attend_context with bf16 matrix products, as bf16 flash attention on a GPU rounds: the scaled queries, k
-    and v in bf16, scores from a bf16 product (fp32 accumulation inside, rounded to bf16), exp(score - row max)
-    computed in fp32 and rounded to bf16 as the weights of the P @ V product (fp32 accumulation), the softmax sums
-    and the log-sum-exp in fp32. Chunks of query rows (the G heads of a group stacked) whose scores against all
-    N keys stay within the shared cache; each chunk is exact over its rows (no running rescale)."""
+    and v in bf16, scores from a bf16 product (fp32 accumulation inside, rounded to bf16), weights computed in fp32
+    and rounded to bf16 for the P @ V product (fp32 accumulation), the softmax sums and log-sum-exp in fp32.
+    Chunks of query rows (the G heads of a group stacked) whose scores against all N keys stay within the shared
+    cache; each chunk is exact over its rows. Scores are in base 2 (log2(e) folded into the query scale) and the
+    weights are 2**score unshifted: bf16 has fp32's exponent range, so no row maximum is needed unless a row's
+    sum leaves [_UNSHIFTED_MIN_SUM, inf) (scores beyond about +-90), where the chunk is redone shifted by its
+    row maxima."""
     T, Hq, d = q.shape
     Hkv, N, _ = k.shape
     G = Hq // Hkv
     rows = G * T
-    qg = (q.float() * d**-0.5).view(T, Hkv, G, d).permute(1, 2, 0, 3).reshape(Hkv, rows, d).to(torch.bfloat16)
+    scale = d**-0.5 * _LOG2E
+    qg = (q.float() * scale).view(T, Hkv, G, d).permute(1, 2, 0, 3).reshape(Hkv, rows, d).to(torch.bfloat16)
     k_t = k.transpose(1, 2)  # (Hkv, d, N), a view: the product reads k as stored
     out = torch.empty(Hkv, rows, d)
     lse = torch.empty(Hkv, rows)
     step = max(1, _CONTEXT_ELEMS // (Hkv * N))
     for r in range(0, rows, step):
-        s = torch.bmm(qg[:, r : r + step], k_t)  # (Hkv, t, N) bf16
-        m = s.amax(-1, keepdim=True)
-        torch.sub(s, m, out=s).exp_()  # each row's largest weight is 1: the sums are >= 1
-        den = s.sum(-1, dtype=torch.float32)
-        out[:, r : r + step] = torch.bmm(s, v).float() / den[..., None]
-        lse[:, r : r + step] = m[..., 0].float() + torch.log(den)
+        p = torch.bmm(qg[:, r : r + step], k_t).exp2_()  # (Hkv, t, N) bf16 weights
+        den = p.sum(-1, dtype=torch.float32)
+        shift = None
+        if not bool(((den >= _UNSHIFTED_MIN_SUM) & (den < float("inf"))).all()):  # under-/overflow: shift by row maxima
+            p = torch.bmm(qg[:, r : r + step], k_t)
+            shift = p.amax(-1, keepdim=True)
+            torch.sub(p, shift, out=p).exp2_()
+            den = p.sum(-1, dtype=torch.float32)
+        out[:, r : r + step] = torch.bmm(p, v).float() / den[..., None]
+        lse[:, r : r + step] = torch.log(den) if shift is None else shift[..., 0].float() / _LOG2E + torch.log(den)
     out = out.view(Hkv, G, T, d).permute(2, 0, 1, 3).reshape(T, Hq, d)
     return out, lse.view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
 
@@ -347,23 +359,17 @@ def shared_block_scores(q, index_q, pool: PagePool, layer: int, view: RepoView, 
 
 def select_blocks(scores: torch.Tensor, top_k: int) -> torch.Tensor:
     """[T, Hkv, n] scores -> the top (top_k - 1) history blocks per query and group [T, Hkv, <= top_k - 1]
-    (descending, ties to the lower block, -1 for -inf), or every block when all fit."""
+    (descending, ties to the lower block, -1 for -inf), or every block when all fit. One top-k over int64 keys
+    that order (score, then lower block) exactly: the fp32 score's bits mapped to an order-preserving int32 in the
+    high half, the block's rank from the top in the low half (no ties to resolve, even among bf16-rounded scores)."""
     T, Hkv, n = scores.shape
     if n + 1 <= top_k:
         return torch.arange(n).expand(T, Hkv, n)
-    k = top_k - 1
-    # top-(k+1) by value, then the k kept ordered (descending, ties to the lower block) by two small stable sorts;
-    # rows whose k-th and (k+1)-th values tie (finite) may have kept the wrong one of equals: fully sorted instead
-    vals, idx = torch.topk(scores, k + 1, dim=-1)
-    tie = (vals[..., k - 1] == vals[..., k]) & torch.isfinite(vals[..., k])
-    idx, order = torch.sort(idx[..., :k], dim=-1, stable=True)
-    vals = vals[..., :k].gather(-1, order)
-    vals, order = torch.sort(vals, dim=-1, descending=True, stable=True)
-    idx = idx.gather(-1, order)
-    if bool(tie.any()):
-        best = torch.sort(scores[tie], dim=-1, descending=True, stable=True)
-        idx[tie], vals[tie] = best.indices[..., :k], best.values[..., :k]
-    return idx.masked_fill(vals == float("-inf"), -1)
+    bits = (scores.float() + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into +0.0: equal scores, equal keys
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: magnitude bits reversed
+    key = ordered * 2**32 + (2**32 - 1 - torch.arange(n, device=scores.device))  # (score, -block), lexicographic
+    idx = torch.topk(key, top_k - 1, dim=-1).indices
+    return idx.masked_fill(scores.gather(-1, idx) == float("-inf"), -1)
 
 
 def _class_sizes(counts: torch.Tensor, min_rows: int, steps: int) -> torch.Tensor:

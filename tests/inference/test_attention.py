@@ -112,3 +112,20 @@ def test_block_selection_breaks_ties_to_the_lower_block_as_a_full_sort():
         best = torch.sort(scores, dim=-1, descending=True, stable=True)
         want = best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
         assert torch.equal(got, want)
+
+
+def test_block_selection_of_bf16_rounded_signed_scores_equals_a_full_sort():
+    """Scores as the bf16 index branch gives them (few distinct values: ties everywhere), of both signs, with
+    -0.0 next to +0.0 and some -inf: the same blocks in the same order as a full stable sort."""
+    from inference.attention import select_blocks
+
+    g = torch.Generator().manual_seed(5)
+    scores = (torch.randn(37, 3, 403, generator=g) * 4).bfloat16().float()
+    scores[:, :, 7] = -0.0
+    scores[:, :, 9] = 0.0
+    scores[5, 1, :] = float("-inf")
+    scores[6, 0, 200:] = float("-inf")
+    for top_k in (2, 16, 33):
+        best = torch.sort(scores, dim=-1, descending=True, stable=True)
+        want = best.indices[..., : top_k - 1].masked_fill(best.values[..., : top_k - 1] == float("-inf"), -1)
+        assert torch.equal(select_blocks(scores, top_k), want)

@@ -51,6 +51,26 @@ def test_bf16_context_attention_equals_dense_within_bf16_rounding(T, Hq, Hkv, N,
     assert (got_lse - want_lse).abs().max() <= 4 * (rounded_lse - want_lse).abs().max() + 2**-9
 
 
+@pytest.mark.parametrize("q_scale", [1.0, 40.0])
+def test_bf16_context_attention_shifts_rows_whose_unshifted_weights_under_or_overflow(q_scale, monkeypatch):
+    """Every chunk redone shifted by its row maxima (the path taken where 2**score would leave bf16's range) is
+    within bf16 rounding of attend_dense; scores far beyond that range (q scaled 40x: |score| up to ~200) give
+    finite results whose lse is the reference's within bf16 rounding of the scores."""
+    import inference.attention as attention
+
+    g = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(*shape, generator=g) for shape in ((19, 6, 40), (3, 777, 40), (3, 777, 40)))
+    q = q * q_scale
+    if q_scale == 1.0:
+        monkeypatch.setattr(attention, "_UNSHIFTED_MIN_SUM", float("inf"))
+    got_out, got_lse = attend_context(q, k.bfloat16(), v.bfloat16())
+    want_out, want_lse = attend_dense(q, k, v)
+    assert torch.isfinite(got_out).all() and torch.isfinite(got_lse).all()
+    if q_scale == 1.0:
+        torch.testing.assert_close(got_out, want_out, atol=2**-6, rtol=2**-6)
+    torch.testing.assert_close(got_lse, want_lse, atol=2**-6, rtol=2**-7)
+
+
 @pytest.mark.parametrize("T,start", [(1, 0), (1, 40), (2, 0), (37, 0), (37, 5), (130, 300)])
 def test_own_tail_attention_equals_dense(T, start):
     g = torch.Generator().manual_seed(T + start)
@@ -96,13 +116,20 @@ def _fresh_logits(engine, ids, path=LIVE):
     return engine._run_tail(ids, 0, repo_attn, "all"), repo_attn, key
 
 
-def test_batched_sparse_tail_prefill_equals_token_by_token(sparse_engine):
+@pytest.mark.parametrize("context_dtype", [torch.float32, torch.bfloat16])
+def test_batched_sparse_tail_prefill_equals_token_by_token(sparse_engine, context_dtype):
+    """fp32 dense layers: equal up to fp32 rounding. bf16 (the default where the CPU multiplies bf16 natively): a
+    bf16 product may round a score differently for a row alone than among others, so within bf16 rounding."""
     e = sparse_engine
     ids = e._fim_ids(LIVE, PREFIX, SUFFIX, e.tail_budget)
-    batched, repo_attn, _ = _fresh_logits(e, ids)
+    repo_attn, _ = e._repo_attention(LIVE)
+    repo_attn.context_dtype = context_dtype
+    e._prepare_tail([], None)
+    batched = e._run_tail(ids, 0, repo_attn, "all")
     e._prepare_tail([], None)
     stepped = torch.cat([e._run_tail([t], i, repo_attn, "last") for i, t in enumerate(ids)])
-    torch.testing.assert_close(stepped, batched, atol=1e-4, rtol=1e-4)
+    tol = 1e-4 if context_dtype == torch.float32 else 2**-6
+    torch.testing.assert_close(stepped, batched, atol=tol, rtol=tol)
     assert repo_attn.stats.mean_blocks == 2.0  # every query really chose 2 of the repository's blocks
 
 

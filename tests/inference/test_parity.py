@@ -51,11 +51,15 @@ def test_rope_scaling_matches_transformers(tmp_path, rope):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_greedy_decode_matches_transformers_generate(tiny_models, family):
+def test_greedy_decode_matches_transformers_generate(tiny_models, family, monkeypatch):
     """sequential layout + dense: the cached repository, the tail prompt and our KV-cached decode give the
-    tokens transformers' generate gives for the one concatenated sequence."""
+    tokens transformers' generate gives for the one concatenated sequence (in fp32: the dense layers' repository
+    attention too, which is bf16 by default on CPUs that multiply bf16 natively)."""
     from transformers import AutoModelForCausalLM
 
+    import inference.attention
+
+    monkeypatch.setattr(inference.attention, "CPU_CONTEXT_DTYPE", torch.float32)
     engine = Engine(str(tiny_models[family]), layout="sequential", attention="dense")
     files = [("a.py", "1", "def add(a, b):\n    return a + b\n"), ("b.py", "2", "import os\nvalue = add(1, 2)\n")]
     engine.sync(files, [])
