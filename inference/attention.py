@@ -42,10 +42,6 @@ CPU_INDEX_DTYPE = torch.bfloat16 if _cpu_has_bf16_matmul() else torch.float32
 # with fp32 softmax sums where the CPU multiplies bf16 natively (the roundings the bf16 GPU path has), fp32 elsewhere.
 CPU_CONTEXT_DTYPE = CPU_INDEX_DTYPE
 _CONTEXT_ELEMS = 1 << 22  # bf16 scores materialised at once by attend_context (~8 MB, within the shared cache)
-_LOG2E = 1.4426950408889634
-# Smallest row sum of unshifted weights 2**score kept: the row's largest weight is then >= 2**-40 / N, and weights
-# 2**-24 below it (what fp32 sums still see) stay normal bf16 numbers (>= 2**-126) for N up to 2**62.
-_UNSHIFTED_MIN_SUM = 2.0**-40
 
 
 @dataclass
@@ -240,34 +236,26 @@ def attend_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[t
 
 def _attend_context_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """attend_context with bf16 matrix products, as bf16 flash attention on a GPU rounds: the scaled queries, k
-    and v in bf16, scores from a bf16 product (fp32 accumulation inside, rounded to bf16), weights computed in fp32
-    and rounded to bf16 for the P @ V product (fp32 accumulation), the softmax sums and log-sum-exp in fp32.
-    Chunks of query rows (the G heads of a group stacked) whose scores against all N keys stay within the shared
-    cache; each chunk is exact over its rows. Scores are in base 2 (log2(e) folded into the query scale) and the
-    weights are 2**score unshifted: bf16 has fp32's exponent range, so no row maximum is needed unless a row's
-    sum leaves [_UNSHIFTED_MIN_SUM, inf) (scores beyond about +-90), where the chunk is redone shifted by its
-    row maxima."""
+    and v in bf16, scores from a bf16 product (fp32 accumulation inside, rounded to bf16), exp(score - row max)
+    computed in fp32 and rounded to bf16 as the weights of the P @ V product (fp32 accumulation), the softmax sums
+    and the log-sum-exp in fp32. Chunks of query rows (the G heads of a group stacked) whose scores against all
+    N keys stay within the shared cache; each chunk is exact over its rows (no running rescale)."""
     T, Hq, d = q.shape
     Hkv, N, _ = k.shape
     G = Hq // Hkv
     rows = G * T
-    scale = d**-0.5 * _LOG2E
-    qg = (q.float() * scale).view(T, Hkv, G, d).permute(1, 2, 0, 3).reshape(Hkv, rows, d).to(torch.bfloat16)
+    qg = (q.float() * d**-0.5).view(T, Hkv, G, d).permute(1, 2, 0, 3).reshape(Hkv, rows, d).to(torch.bfloat16)
     k_t = k.transpose(1, 2)  # (Hkv, d, N), a view: the product reads k as stored
     out = torch.empty(Hkv, rows, d)
     lse = torch.empty(Hkv, rows)
     step = max(1, _CONTEXT_ELEMS // (Hkv * N))
     for r in range(0, rows, step):
-        p = torch.bmm(qg[:, r : r + step], k_t).exp2_()  # (Hkv, t, N) bf16 weights
-        den = p.sum(-1, dtype=torch.float32)
-        shift = None
-        if not bool(((den >= _UNSHIFTED_MIN_SUM) & (den < float("inf"))).all()):  # under-/overflow: shift by row maxima
-            p = torch.bmm(qg[:, r : r + step], k_t)
-            shift = p.amax(-1, keepdim=True)
-            torch.sub(p, shift, out=p).exp2_()
-            den = p.sum(-1, dtype=torch.float32)
-        out[:, r : r + step] = torch.bmm(p, v).float() / den[..., None]
-        lse[:, r : r + step] = torch.log(den) if shift is None else shift[..., 0].float() / _LOG2E + torch.log(den)
+        s = torch.bmm(qg[:, r : r + step], k_t)  # (Hkv, t, N) bf16
+        m = s.amax(-1, keepdim=True)
+        torch.sub(s, m, out=s).exp_()  # each row's largest weight is 1: the sums are >= 1
+        den = s.sum(-1, dtype=torch.float32)
+        out[:, r : r + step] = torch.bmm(s, v).float() / den[..., None]
+        lse[:, r : r + step] = m[..., 0].float() + torch.log(den)
     out = out.view(Hkv, G, T, d).permute(2, 0, 1, 3).reshape(T, Hq, d)
     return out, lse.view(Hkv, G, T).permute(2, 0, 1).reshape(T, Hq)
 
