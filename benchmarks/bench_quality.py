@@ -205,6 +205,18 @@ WORDS = "amber basalt cobalt dapple ember fjord garnet harbor indigo juniper kes
         "pebble quartz russet saffron tundra umber velvet willow xylem yonder zephyr".split()
 
 
+def one_function_module(module: str, name: str) -> str:
+    """A small module billing/<module>.py that defines one function `name`."""
+    return (f'"""{module.capitalize()} for the billing pipeline."""\n\n\ndef {name}(record, limit=10):\n'
+            f'    """Return the record trimmed to limit entries."""\n    return record[:limit]\n')
+
+
+def replace_repository(engine, files: list[tuple[str, str]]) -> None:
+    """The engine's repository becomes exactly `files` [(path, text)]."""
+    engine.sync(add=[], drop=list(engine.repo.files))
+    engine.sync(add=[(p, str(hash(x)), x) for p, x in files], drop=[])
+
+
 def needle(engine, engine_alone, projects, sizes: list[int], depths: list[float], rng, trials: int) -> dict:
     filler = [(f"{name.split(':')[-1]}/{p}", t) for name, files in sorted(projects.items()) for p, t in files]
     rng.shuffle(filler)
@@ -223,12 +235,9 @@ def needle(engine, engine_alone, projects, sizes: list[int], depths: list[float]
             bits = bits_alone = 0.0
             for t in range(trials):
                 fname = "_".join(rng.sample(WORDS, 3)) + f"_{rng.randrange(100, 999)}"
-                needle_text = (f'"""Helpers for the billing pipeline."""\n\n\ndef {fname}(record, limit=10):\n'
-                               f'    """Return the record trimmed to limit entries."""\n    return record[:limit]\n')
                 files = list(chosen)
-                files.insert(round(depth * len(files)), ("billing/helpers.py", needle_text))
-                engine.sync(add=[], drop=list(engine.repo.files))
-                engine.sync(add=[(p, str(hash(x)), x) for p, x in files], drop=[])
+                files.insert(round(depth * len(files)), ("billing/helpers.py", one_function_module("helpers", fname)))
+                replace_repository(engine, files)
                 prefix = "from billing import helpers\n\n\ndef trim(record):\n    return helpers."
                 out = completion(engine, "billing/main.py", prefix, "\n", max_tokens=16)
                 ok += out.startswith(fname + "(") or out.strip() == fname
@@ -260,11 +269,9 @@ def module_binding(engine, rng, trials: int) -> dict:
     margin = 0.0
     for _ in range(trials):
         names = {m: "_".join(rng.sample(WORDS, 2)) + f"_{rng.randrange(10, 99)}" for m in MODULES}
-        files = [(f"billing/{m}.py", f'"""{m.capitalize()} for the billing pipeline."""\n\n\ndef {n}(record, limit=10):\n'
-                  f'    """Return the record trimmed to limit entries."""\n    return record[:limit]\n') for m, n in names.items()]
+        files = [(f"billing/{m}.py", one_function_module(m, n)) for m, n in names.items()]
         rng.shuffle(files)
-        engine.sync(add=[], drop=list(engine.repo.files))
-        engine.sync(add=[(p, str(hash(x)), x) for p, x in files], drop=[])
+        replace_repository(engine, files)
         target = rng.choice(MODULES)
         prefix = f"from billing import {target}\n\n\ndef trim(record):\n    return {target}."
         bits = {m: sum(name_logprobs(engine, "billing/main.py", prefix + n + "(record)\n", len(prefix), len(prefix) + len(n)))

@@ -216,6 +216,15 @@ def rename(texts: list[str], mapping: dict[str, str]) -> list[str]:
 
 _FROM_IMPORT = re.compile(r"^(?P<indent>[ \t]*)from[ \t]+(?P<package>\.*(?:\w+\.)*)(?P<stem>\w+)[ \t]+import[ \t]+"
                           r"(?:\((?P<listed>[\w \t\n,]+)\)|(?P<names>\w+(?:[ \t]*,[ \t]*\w+)*)[ \t]*,?)[ \t]*$", re.M)
+_ASSIGNED = re.compile(r"[ \t]*=(?!=)")
+
+
+def _qualified(use: re.Match, text: str, stem: str) -> str:
+    """`stem.name` for a use of a name in text, unchanged on an import line, after a dot or before `=`."""
+    line = text[text.rfind("\n", 0, use.start()) + 1: use.start()]
+    if _IMPORT.search(line) or text[use.start() - 1: use.start()] == "." or _ASSIGNED.match(text, use.end()):
+        return use.group(0)
+    return f"{stem}.{use.group(0)}"
 
 
 def qualify_imports(text: str, modules: dict[str, set[str]]) -> tuple[str, set[str]]:
@@ -235,19 +244,8 @@ def qualify_imports(text: str, modules: dict[str, set[str]]) -> tuple[str, set[s
         package = m.group("package")
         line = (f"{m.group('indent')}import {stem}" if not package else
                 f"{m.group('indent')}from {package if package.strip('.') == '' else package.rstrip('.')} import {stem}")
-        before, after = text[:m.start()], text[m.end():]
-
-        def qualify(use: re.Match, src: str) -> str:
-            at_line = src[src.rfind("\n", 0, use.start()) + 1: use.start()]
-            if _IMPORT.search(at_line) or (use.start() and src[use.start() - 1] == "."):
-                return use.group(0)
-            if re.match(r"[ \t]*=(?!=)", src[use.end(): use.end() + 8]):
-                return use.group(0)
-            return f"{stem}.{use.group(0)}"
-
-        pattern = _whole_words(names)
-        after = pattern.sub(lambda u: qualify(u, after), after)
-        text = before + line + after
+        rest = text[m.end():]
+        text = text[:m.start()] + line + _whole_words(names).sub(lambda use: _qualified(use, rest, stem), rest)
         qualified.update(names)
         done.add(stem)
     return text, qualified
