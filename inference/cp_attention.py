@@ -100,7 +100,7 @@ class ShardedRepoAttention:
                 self._count(T, self.shard.n_global)
             if view.n_blocks == 0:
                 return _empty(q)
-            if not self._kernels(q):  # CPU: the one-rank path's fused attention over a contiguous copy
+            if not self._kernels(q):  # CPU: fp32 fused attention over a contiguous copy, as ranks score in fp32
                 return attend_context(q, *view.contiguous(self.pool, layer))
             if T <= SMALL_T:  # decode: one row per query, pages read in place
                 rows, seq_lens, _ = self._rows(q)

@@ -28,14 +28,15 @@ OPTIONS = dict(top_k_blocks=4, segment_cap=512)  # few blocks per query: the sel
 
 
 def _one_rank(model, **options) -> Engine:
-    """The one-rank reference, scoring blocks in fp32 as the ranks do (a lone CPU engine may score its index
-    branch in bf16 for speed, which orders near ties differently)."""
+    """The one-rank reference in fp32 as the ranks are: index-branch block scores and dense layers' repository
+    attention (a lone CPU engine may do both in bf16 for speed, which rounds differently and orders near ties
+    differently)."""
     engine = Engine(str(model), device="cpu", **options)
     inner = engine._repo_attention
 
     def repo_attention(live_path):
         attn, key = inner(live_path)
-        attn.index_dtype = torch.float32
+        attn.index_dtype = attn.context_dtype = torch.float32
         return attn, key
 
     engine._repo_attention = repo_attention

@@ -92,7 +92,7 @@ def test_kernels_path_over_ranks_equals_one_rank(world, owners, index_dim, mode,
     q = torch.randn(T, 6, 24, generator=g)
     index_q = torch.randn(T, 2, index_dim, generator=g) if index_dim else None
     one = RepoAttention(pool, RepoView.build(pool, pages), sparse=True, top_k=top_k, summary_mode=mode,
-                        use_kernels=False, index_dtype=torch.float32)
+                        use_kernels=False, index_dtype=torch.float32, context_dtype=torch.float32)
     want = [one(layer, q, index_q) for layer in (0, 1)]
 
     def rank(r, comm):
