@@ -90,8 +90,9 @@ def sparse_engine(msa_model):
     return e
 
 
-def _fresh_logits(engine, ids, path=LIVE):
+def _fresh_logits(engine, ids, path=LIVE, context_dtype=None):
     repo_attn, key = engine._repo_attention(path)
+    repo_attn.context_dtype = context_dtype
     engine._prepare_tail([], None)
     return engine._run_tail(ids, 0, repo_attn, "all"), repo_attn, key
 
@@ -102,10 +103,7 @@ def test_batched_sparse_tail_prefill_equals_token_by_token(sparse_engine, contex
     bf16 product may round a score differently for a row alone than among others, so within bf16 rounding."""
     e = sparse_engine
     ids = e._fim_ids(LIVE, PREFIX, SUFFIX, e.tail_budget)
-    repo_attn, _ = e._repo_attention(LIVE)
-    repo_attn.context_dtype = context_dtype
-    e._prepare_tail([], None)
-    batched = e._run_tail(ids, 0, repo_attn, "all")
+    batched, repo_attn, _ = _fresh_logits(e, ids, context_dtype=context_dtype)
     e._prepare_tail([], None)
     stepped = torch.cat([e._run_tail([t], i, repo_attn, "last") for i, t in enumerate(ids)])
     tol = 1e-4 if context_dtype == torch.float32 else 2**-6
