@@ -103,7 +103,8 @@ class WorkspaceState:
 
     # ---- the index ------------------------------------------------------------------------------
     def query(self, ask, path: str | None = None):
-        """`ask(index)` on an index that has seen the latest text of `path`; refusals become RequestFailed."""
+        """`ask(index)` on an index that has seen the latest text of `path` (read from disk first while the first
+        build has not reached it); refusals become RequestFailed."""
         if self.index is None:
             raise JsonRpcException("the workspace is not indexed yet (no workspace folder?)", code=REQUEST_FAILED)
         if path is not None:
@@ -250,7 +251,12 @@ class WorkspaceState:
         self._notify(path)
 
     def _flush(self, path: str) -> None:
-        if path not in self._dirty or self.index is None:
+        if self.index is None:
+            return
+        if self.status["index"]["state"] == "indexing" and path not in self._dirty and not self.index.has_file(path) \
+                and self.server.documents.by_path(path) is None:
+            self.index.reload_file(path)  # the build has not reached it yet: answer from the file on disk, not from nothing
+        if path not in self._dirty:
             return
         doc = self.server.documents.by_path(path)
         self._dirty.discard(path)

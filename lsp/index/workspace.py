@@ -300,6 +300,10 @@ class WorkspaceIndex(Navigation):
 
     # ------------------------------------------------------------------ state queries
 
+    def has_file(self, path: str) -> bool:
+        with self._lock:
+            return os.path.abspath(path) in self._files
+
     @property
     def files(self) -> list[str]:
         with self._lock:

@@ -23,7 +23,8 @@ async def test_progress_and_status_during_first_index(shared_client):
 
 
 async def test_requests_are_answered_while_indexing(tmp_path):
-    """A workspace big enough that the first index takes a while: an open buffer is served meanwhile."""
+    """A workspace big enough that the first index takes a while: an open buffer is served meanwhile, and so is a
+    file on disk that the build has not reached (read for the request, not answered as empty)."""
     import asyncio
 
     from pytest_lsp import ClientServerConfig
@@ -50,6 +51,10 @@ async def test_requests_are_answered_while_indexing(tmp_path):
             text_document=types.TextDocumentIdentifier(uri=buffer.as_uri())))
         assert not events.ready.is_set(), "the index finished before the request: make the workspace bigger"
         assert [s.name for s in symbols] == ["Early"] and [c.name for c in symbols[0].children] == ["method"]
+        on_disk = await client.text_document_document_symbol_async(types.DocumentSymbolParams(
+            text_document=types.TextDocumentIdentifier(uri=(tmp_path / "mod_599.py").as_uri())))
+        assert not events.ready.is_set(), "the index finished before the request: make the workspace bigger"
+        assert [s.name for s in on_disk] == [f"function_599_{j}" for j in range(20)]
         await asyncio.wait_for(events.ready.wait(), WAIT_S)
         found = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="function_599_19"))
         assert [s.name for s in found] == ["function_599_19"]
