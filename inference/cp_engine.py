@@ -234,7 +234,7 @@ class ContextParallelEngine(Engine):
                 plan["drop"][old].append(path)
             self.global_files.pop(path, None)
             self.global_files[path] = text
-            self.file_tokens[path] = len(self.tok.encode(self.fim.file_header(path) + text))
+            self.file_tokens[path] = len(self.tok.encode(self.fim.file_header(path, text) + text))
             rank = least_loaded(load)
             load[rank] += self.file_tokens[path]
             self.owner[path] = rank

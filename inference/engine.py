@@ -129,7 +129,8 @@ class Engine:
         self.tok = Tokenizer(self.model_dir)
         raw = _raw_config(self.model_dir)
         self.fim = fim.detect(self.tok.vocab, model_type=raw.get("model_type", ""),
-                              has_index_branch=self.cfg.has_index_branch, order=raw.get("fim_order", "psm"))
+                              has_index_branch=self.cfg.has_index_branch, order=raw.get("fim_order", "psm"),
+                              segment_names=bool(raw.get("segment_names", False)))
         self.fingerprint = checkpoint.fingerprint(self.model_dir, self.dtype)
         self.layout, self.attention, self.top_k = layout, attention, top_k_blocks
         self.summary_mode = summary_mode

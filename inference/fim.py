@@ -7,6 +7,8 @@ the tail is the prefix only). Chosen from the tokenizer's special tokens and the
 Two orders of the pieces: "psm" (prefix, suffix, then the middle: <P>prefix<S>suffix<M>) and "spm"
 (<P><S>suffix<M>prefix, the middle continuing the prefix directly, so a model's left-to-right skill carries
 over to fill-in-the-middle). A checkpoint trained on "spm" says so with "fim_order": "spm" in its config.json.
+A checkpoint trained with names lines in its segment headers says so with "segment_names": true
+(inference/file_summary.py); the repository's segments then carry them, the live tail never does.
 Does not tokenize.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from inference.file_summary import names_line
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,16 @@ class FimFormat:
     middle: str
     stops: tuple[str, ...]
     order: str = "psm"
+    segment_names: bool = False
 
     def repo_prefix(self, repo: str) -> str:
         return f"{self.repo_name}{repo}\n"
 
-    def file_header(self, path: str) -> str:
-        return f"{self.file_sep}{path}\n"
+    def file_header(self, path: str, text: str | None = None) -> str:
+        """The header before a file's code; given the file's `text`, a repository segment's (with its names line
+        when the checkpoint reads one), else the live tail's."""
+        names = names_line(path, text) if self.segment_names and text is not None else ""
+        return f"{self.file_sep}{path}\n{names}"
 
     def tail(self, path: str, prefix: str, suffix: str) -> list[tuple[str, str]]:
         """Pieces of the live tail as (kind, text); kind "text" is tokenized as is, "prefix"/"suffix" may be cut."""
@@ -62,8 +70,9 @@ ORDERS = ("psm", "spm")
 
 
 def detect(vocab: dict[str, int], *, model_type: str = "", has_index_branch: bool = False,
-           order: str = "psm") -> FimFormat:
-    """The FIM format the tokenizer supports (bundled MSA models: "msa"), in the checkpoint's piece order."""
+           order: str = "psm", segment_names: bool = False) -> FimFormat:
+    """The FIM format the tokenizer supports (bundled MSA models: "msa"), in the checkpoint's piece order, with
+    names lines in segment headers when the checkpoint was trained with them."""
     if order not in ORDERS:
         raise ValueError(f"fim_order must be one of {ORDERS}, got {order!r}")
     if all(t in vocab for t in QWEN_TOKENS.values()):
@@ -72,4 +81,4 @@ def detect(vocab: dict[str, int], *, model_type: str = "", has_index_branch: boo
         found = FORMATS["starcoder"]
     else:
         return FORMATS["none"]
-    return dataclasses.replace(found, order=order)
+    return dataclasses.replace(found, order=order, segment_names=segment_names)

@@ -60,7 +60,7 @@ class RepoCache:
         self._ensure(self.prefix_key, "", tuple(self.prefix_ids), 0, 0, [], counts)
         files = []
         for path, text in self.files.items():
-            header = self.header(path)
+            header = self.header(path, text)
             ids = self.tok.encode(header + text)
             files.append((path, ids, self.tok.encode(header), layouts.text_key(path, text)))
         self.parts = layouts.plan(self.layout, files, prefix_len=self.prefix_len, cap=self.cap, layout_key=self.layout_key)

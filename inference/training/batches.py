@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.file_summary import names_line
 from inference.training import middles
 
 BLOCK = 128
@@ -66,8 +67,10 @@ class Encoder:
         return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch(texts)]
 
 
-def file_segment_text(path: str, text: str) -> str:
-    return f"<|file_sep|>{path}\n{text}"
+def file_segment_text(path: str, text: str, names: bool = False) -> str:
+    """A context file's segment text; with `names`, its header lists the file's top-level names
+    (inference/file_summary.py), as the engine's cache does for a checkpoint with "segment_names"."""
+    return f"<|file_sep|>{path}\n{names_line(path, text) if names else ''}{text}"
 
 
 def fim_split(text: str, rng: random.Random, span: tuple[int, int] | None = None) -> tuple[str, str, str]:
@@ -116,7 +119,7 @@ class RowBuilder:
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
                  T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
                  rename_rate: float = 0.25, fim_order: str = "psm", rename_names: int = 3, rename_own: bool = False,
-                 qualify_rate: float = 0.0):
+                 qualify_rate: float = 0.0, segment_names: bool = False):
         assert T % BLOCK == 0
         self.enc, self.projects, self.file_ids, self.T = enc, projects, file_ids, T
         self.rng = random.Random(seed)
@@ -128,6 +131,7 @@ class RowBuilder:
         self.fim_order = fim_order
         self.rename_names, self.rename_own = rename_names, rename_own
         self.qualify_rate = qualify_rate
+        self.segment_names = segment_names  # file_ids must have been encoded the same way
         self._defs: dict[tuple[str, int], set[str]] = {}
         self._words: list[str] | None = None
 
@@ -209,7 +213,7 @@ class RowBuilder:
         shown = {}  # file index -> the text actually included (a cut segment decodes its tokens)
         for i, seg in context:
             full = len(seg) == len(self.file_ids[name][i])
-            shown[i] = files[i][1] if full else self.enc.tok.decode(seg.tolist()).split("\n", 1)[-1]
+            shown[i] = files[i][1] if full else self.shown_text(*files[i], seg)
         defs_of = {i: (self.defs(name, i) if len(seg) == len(self.file_ids[name][i])
                        else middles.defined_names(files[i][0], shown[i])) for i, seg in context}
         defs = set().union(*defs_of.values()) if defs_of else set()
@@ -230,10 +234,10 @@ class RowBuilder:
                 new_texts = middles.rename([text] + [shown[i] for i in touched], mapping)
                 text = new_texts[0]
                 fresh = dict(zip(touched, self.enc.many(
-                    [file_segment_text(files[i][0], t) for i, t in zip(touched, new_texts[1:])])))
+                    [file_segment_text(files[i][0], t, self.segment_names) for i, t in zip(touched, new_texts[1:])])))
                 context = [(i, fresh[i][: _padded(len(seg))] if i in fresh else seg) for i, seg in context]
                 for (i, seg), t in zip([(i, seg) for i, seg in context if i in fresh], new_texts[1:]):
-                    kept = t if len(seg) == len(fresh[i]) else self.enc.tok.decode(seg.tolist()).split("\n", 1)[-1]
+                    kept = t if len(seg) == len(fresh[i]) else self.shown_text(files[i][0], t, seg)
                     defs_of[i] = middles.defined_names(files[i][0], kept)
                 defs = set().union(*defs_of.values())
                 renamed = set(mapping.values()) & (defs - middles.defined_names(files[target][0], text))
@@ -243,6 +247,13 @@ class RowBuilder:
             text, qualified = middles.qualify_imports(text, modules)
             renamed |= qualified
         return context, text, defs, renamed
+
+    def shown_text(self, path: str, text: str, seg: np.ndarray) -> str:
+        """The code a cut segment of file (path, text) includes: its decoded tokens after the header."""
+        decoded = self.enc.tok.decode(seg.tolist())
+        head = f"{path}\n{names_line(path, text) if self.segment_names else ''}"
+        at = decoded.find(head)
+        return decoded[at + len(head):] if at >= 0 else ""
 
     def context_order(self, name: str, target: int, target_text: str, target_words: set[str] = frozenset()) -> list[int]:
         """Other files, likeliest-useful first: defining names the target uses, same folder or named in the

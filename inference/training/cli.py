@@ -62,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--rename-own", action="store_true", help="rename names the target file defines too")
     f.add_argument("--qualify-rate", type=float, default=0.0,
                    help="share of Python FIM groups whose imports of included files become module-qualified uses")
+    f.add_argument("--segment-names", action="store_true",
+                   help="context segments' headers list their files' top-level names (inference/file_summary.py); "
+                        "written to config.json, and kept when continuing from a checkpoint that has it")
     f.add_argument("--copy-weight", type=float, default=1.0,
                    help="loss weight of tokens of renamed cross-file names anywhere in the live tail")
     f.add_argument("--row-threads", type=int, default=3, help="threads building rows")

@@ -50,10 +50,11 @@ def file_bpb(model, enc: Encoder, projects: dict, device, max_files: int = 400) 
 
 @torch.no_grad()
 def tail_bpb(model, enc: Encoder, projects: dict, file_ids: dict, device, T: int, rows: int = 64, seed: int = 1,
-             sparse: bool = True) -> dict:
+             sparse: bool = True, segment_names: bool = False) -> dict:
     """Bits per byte of plain tails with the project's files visible vs hidden (multi-file projects only)."""
     multi = {k: v for k, v in projects.items() if len(v) > 1}
-    builder = RowBuilder(enc, multi, {k: file_ids[k] for k in multi}, T, seed, fim_rate=0.0, causal_rate=0.0)
+    builder = RowBuilder(enc, multi, {k: file_ids[k] for k in multi}, T, seed, fim_rate=0.0, causal_rate=0.0,
+                         segment_names=segment_names)
     builder.rng = random.Random(seed)
     model.eval()
     bits = {"with_repo": 0.0, "file_only": 0.0}
@@ -81,7 +82,7 @@ MIDDLE_KINDS = {"editor": dict(callsite_rate=0.0, rename_rate=0.0), "call_site":
 
 @torch.no_grad()
 def middle_scores(model, enc: Encoder, projects: dict, file_ids: dict, device, T: int, rows: int = 32, seed: int = 2,
-                  sparse: bool = True, fim_order: str = "psm") -> dict:
+                  sparse: bool = True, fim_order: str = "psm", segment_names: bool = False) -> dict:
     """Per kind of FIM middle (editor-shaped, call site of a name defined in an included context file, the same
     after renaming): mean cross-entropy of the middle tokens (nats) and the share of middles whose every token,
     <|endoftext|> included, is the model's argmax (= greedy completion reproduces the middle exactly)."""
@@ -90,7 +91,7 @@ def middle_scores(model, enc: Encoder, projects: dict, file_ids: dict, device, T
     model.eval()
     for kind, options in MIDDLE_KINDS.items():
         builder = RowBuilder(enc, multi, {k: file_ids[k] for k in multi}, T, seed, fim_rate=1.0, causal_rate=0.0,
-                             fim_order=fim_order, **options)
+                             fim_order=fim_order, segment_names=segment_names, **options)
         nll, tokens, exact, middles = 0.0, 0, 0, 0
         for _ in range(rows):
             row = builder.row()

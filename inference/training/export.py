@@ -20,9 +20,10 @@ SHARD_BYTES = 15 * 1024 * 1024
 EOS_IDS = [0, 6]  # <|endoftext|>, <|file_sep|>
 
 
-def hf_config(cfg: ModelConfig, dtype: str = "bfloat16", fim_order: str = "psm") -> dict:
+def hf_config(cfg: ModelConfig, dtype: str = "bfloat16", fim_order: str = "psm", segment_names: bool = False) -> dict:
     return {
         "fim_order": fim_order,
+        "segment_names": segment_names,
         "architectures": ["Qwen3ForCausalLM"],
         "model_type": "qwen3",
         "vocab_size": cfg.vocab_size,
@@ -68,7 +69,7 @@ def hf_config(cfg: ModelConfig, dtype: str = "bfloat16", fim_order: str = "psm")
 
 
 def save_checkpoint(model: MSAForTraining, out: Path, tokenizer_json: Path | None, dtype=torch.bfloat16,
-                    fim_order: str = "psm") -> list[Path]:
+                    fim_order: str = "psm", segment_names: bool = False) -> list[Path]:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def save_checkpoint(model: MSAForTraining, out: Path, tokenizer_json: Path | Non
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1) + "\n")
     dtype_name = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[dtype]
-    (out / "config.json").write_text(json.dumps(hf_config(model.cfg, dtype_name, fim_order), indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(hf_config(model.cfg, dtype_name, fim_order, segment_names), indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": EOS_IDS, "pad_token_id": 4}, indent=2) + "\n")
     if tokenizer_json is not None and Path(tokenizer_json).resolve() != (out / "tokenizer.json").resolve():
         shutil.copy(tokenizer_json, out / "tokenizer.json")

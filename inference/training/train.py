@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from inference.training.batches import Encoder, RowBuilder, visibility
+from inference.training.batches import Encoder, RowBuilder, file_segment_text, visibility
 from inference.training.corpus import Deduplicator, collect, group_by_project, read_records
 from inference.training.evaluate import file_bpb, middle_scores, tail_bpb
 from inference.training.export import save_checkpoint
@@ -84,9 +84,13 @@ def load_projects(data_dir: Path, python_site: str | None, python_bytes: int, ma
     return projects
 
 
-def tokenize(enc: Encoder, projects: dict) -> dict:
+def _config(checkpoint: str | None) -> dict:
+    return json.loads((Path(checkpoint) / "config.json").read_text()) if checkpoint else {}
+
+
+def tokenize(enc: Encoder, projects: dict, segment_names: bool = False) -> dict:
     names = sorted(projects)
-    flat = [f"<|file_sep|>{p}\n{t}" for n in names for p, t in projects[n]]
+    flat = [file_segment_text(p, t, segment_names) for n in names for p, t in projects[n]]
     ids = enc.many(flat)
     out, at = {}, 0
     for n in names:
@@ -233,7 +237,8 @@ def run(args) -> int:
     t0 = time.time()
     projects = load_projects(data_dir, python_site, int(args.python_mb * 1e6), int(args.project_mb * 1e6),
                              int(args.python_skip_mb * 1e6))
-    file_ids = tokenize(enc, projects)
+    segment_names = args.segment_names or _config(args.init_from).get("segment_names", False)
+    file_ids = tokenize(enc, projects, segment_names)
     n_tokens = sum(len(a) for v in file_ids.values() for a in v)
     log.info("data: %d projects, %d files, %d tokens, %.0f s", len(projects), sum(map(len, projects.values())), n_tokens, time.time() - t0)
     if args.init_from:
@@ -257,14 +262,14 @@ def run(args) -> int:
                      warmup_steps=args.lr_warmup_steps, middle_weight=args.middle_weight, copy_weight=args.copy_weight)
     rows = dict(fim_rate=args.fim_rate, causal_rate=args.causal_rate, callsite_rate=args.callsite_rate,
                 rename_rate=args.rename_rate, fim_order=args.fim_order, rename_names=args.rename_names,
-                rename_own=args.rename_own, qualify_rate=args.qualify_rate)
+                rename_own=args.rename_own, qualify_rate=args.qualify_rate, segment_names=segment_names)
     log.info("rows: %s, middle weight %.1f, copy weight %.1f", rows, tc.middle_weight, tc.copy_weight)
     prefetch = Prefetcher(enc, projects, file_ids, tc.seq_len, tc.batch, tc.seed, threads=args.row_threads,
                           processes=args.row_processes, **rows)
     history = train(model, prefetch, tc, device,
-                    checkpoint=lambda: save_checkpoint(model, out, None, fim_order=args.fim_order))
+                    checkpoint=lambda: save_checkpoint(model, out, None, fim_order=args.fim_order, segment_names=segment_names))
     prefetch.stop()
-    save_checkpoint(model, out, None, fim_order=args.fim_order)
+    save_checkpoint(model, out, None, fim_order=args.fim_order, segment_names=segment_names)
     report = {"parameters": n_params, "train_data": {"projects": len(projects), "tokens": n_tokens},
               "tokens_seen": history[-1]["tokens"] if history else 0, "steps": history[-1]["step"] if history else 0,
               "history": history, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
@@ -272,9 +277,10 @@ def run(args) -> int:
     if heldout_path.exists() and not args.skip_eval:
         held = group_by_project(read_records(heldout_path))
         report["heldout_file_bpb"] = file_bpb(model, enc, held, device)
-        held_ids = tokenize(enc, held)
-        report["heldout_tail_bpb"] = tail_bpb(model, enc, held, held_ids, device, tc.seq_len)
-        report["heldout_middles"] = middle_scores(model, enc, held, held_ids, device, tc.seq_len, fim_order=args.fim_order)
+        held_ids = tokenize(enc, held, segment_names)
+        report["heldout_tail_bpb"] = tail_bpb(model, enc, held, held_ids, device, tc.seq_len, segment_names=segment_names)
+        report["heldout_middles"] = middle_scores(model, enc, held, held_ids, device, tc.seq_len, fim_order=args.fim_order,
+                                                  segment_names=segment_names)
         log.info("held-out: %s %s %s", report["heldout_file_bpb"], report["heldout_tail_bpb"], report["heldout_middles"])
     (out / "training_report.json").write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -4,20 +4,21 @@ parallel layout (shared prefix, file at positions after the prefix, live tail at
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
-from inference.training.batches import SEGMENT_CAP, visibility
+from inference.training.batches import SEGMENT_CAP, file_segment_text, visibility
 from inference.training.export import save_checkpoint
 from inference.training.model import MSAForTraining
 from tests.training.conftest import TOKENIZER
 
 
-def _training_logprobs(model, tok, repo_file: tuple[str, str] | None, path: str, text: str):
+def _training_logprobs(model, tok, repo_file: tuple[str, str] | None, path: str, text: str, segment_names=False):
     prefix = tok.encode("<|repo_name|>repo\n").ids
     p = len(prefix)
     ids, pos, doc, tail = list(prefix), list(range(p)), [0] * p, [False] * p
     if repo_file:
-        seg = tok.encode(f"<|file_sep|>{repo_file[0]}\n{repo_file[1]}").ids
+        seg = tok.encode(file_segment_text(*repo_file, segment_names)).ids
         ids += seg
         pos += list(range(p, p + len(seg)))
         doc += [1] * len(seg)
@@ -37,7 +38,8 @@ def _training_logprobs(model, tok, repo_file: tuple[str, str] | None, path: str,
     return [float(logp[start + i - 1, live[i]]) for i in range(1, len(live))]
 
 
-def test_engine_scores_like_the_training_model(tmp_path, tiny_config, tokenizer):
+@pytest.mark.parametrize("segment_names", [False, True], ids=["plain-headers", "names-lines"])
+def test_engine_scores_like_the_training_model(tmp_path, tiny_config, tokenizer, segment_names):
     from inference.engine import Engine
 
     torch.manual_seed(0)
@@ -47,12 +49,14 @@ def test_engine_scores_like_the_training_model(tmp_path, tiny_config, tokenizer)
         for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
-    save_checkpoint(model, tmp_path, TOKENIZER, dtype=torch.float32)
+    save_checkpoint(model, tmp_path, TOKENIZER, dtype=torch.float32, segment_names=segment_names)
     engine = Engine(str(tmp_path), device="cpu", dtype=torch.float32, layout="parallel", attention="sparse")
     other = ("pkg/util.py", "def scale(value):\n    return value * 3\n")
     text = "from pkg.util import scale\n\nprint(scale(4))\n"
     engine.sync(add=[(other[0], "h1", other[1])], drop=[])
-    ours = _training_logprobs(model, tokenizer, other, "pkg/main.py", text)
+    ours = _training_logprobs(model, tokenizer, other, "pkg/main.py", text, segment_names)
+    if segment_names:  # the cached segment is the training row's, names line included
+        assert engine.fim.file_header(*other) == "<|file_sep|>pkg/util.py\n# util: util.scale\n"
     theirs = [lp for _, _, lp in engine.score("pkg/main.py", text, 0, len(text))]
     header = len(tokenizer.encode("<|file_sep|>pkg/main.py\n").ids)
     ours = ours[header - 1:]  # the engine scores the text's tokens, not the header's

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from inference.training import middles
-from inference.training.batches import Encoder, RowBuilder, fim_split
+from inference.file_summary import names_line
+from inference.training.batches import Encoder, RowBuilder, file_segment_text, fim_split
 from inference.training.train import weighted_ce
 
 SOURCE = Path(__file__).resolve().parents[2] / "inference" / "training" / "batches.py"
@@ -63,7 +64,8 @@ def groups_of(enc: Encoder, row) -> list[dict]:
 def builder(tokenizer, seed: int, **options) -> tuple[Encoder, RowBuilder]:
     enc = Encoder(tokenizer)
     projects = cross_file_projects()
-    file_ids = {k: enc.many([f"<|file_sep|>{p}\n{t}" for p, t in v]) for k, v in projects.items()}
+    names = options.get("segment_names", False)
+    file_ids = {k: enc.many([file_segment_text(p, t, names) for p, t in v]) for k, v in projects.items()}
     return enc, RowBuilder(enc, projects, file_ids, T=2048, seed=seed, fim_rate=1.0, causal_rate=0.0, **options)
 
 
@@ -107,6 +109,22 @@ def test_renaming_is_consistent_across_files_and_leaves_no_old_name(tokenizer):
                 assert name not in middles.defined_names(path, target)
             assert middles.words_in(g["middle"]) & new or not middles.words_in(g["middle"]) & old
     assert renamed_groups >= 8
+
+
+def test_names_lines_head_every_context_file_and_follow_the_renames(tokenizer):
+    enc, rows = builder(tokenizer, seed=2, callsite_rate=1.0, rename_rate=1.0, segment_names=True)
+    originals = {p: t for files in cross_file_projects().values() for p, t in files}
+    segments = renamed = 0
+    for _ in range(8):
+        for g in groups_of(enc, rows.row()):
+            for segment in g["context"]:
+                path, line, code = segment.split("\n", 2)
+                if code.count("\n") < originals[path].count("\n"):
+                    continue  # cut at the row's end: its line lists the whole file's names
+                assert line + "\n" == names_line(path, code) != "", segment[:200]
+                segments += 1
+                renamed += code != originals[path]
+    assert segments >= 30 and renamed >= 8
 
 
 def test_many_renames_reach_the_target_own_names_and_mark_the_copied_tokens(tokenizer):
