@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.file_summary import names_line
+from inference.file_summary import names_line, top_level_names
 from inference.training import middles
 
 BLOCK = 128
@@ -113,8 +113,10 @@ class RowBuilder:
     defined in an included context file, to the end of its line) and `rename_rate` first rename such names (1 to
     `rename_names`; with `rename_own` also names the target defines) to fresh compound names in the target and the
     context files (re-encoding only those).  With `qualify_rate`, a Python target's imports of included files are
-    qualified (middles.qualify_imports: `mod.name` call sites); the names so qualified are then preferred call
-    sites and marked for the copy weight like renamed ones."""
+    qualified (middles.qualify_imports: `mod.name` call sites) and, in every language, the names the target already
+    uses qualified by an included file's qualifier (middles.qualified_uses: `helpers.trim`, `srv.ParseHeader`) are
+    collected; these names are then preferred call sites, starting right after the qualifier, and marked for the
+    copy weight like renamed ones."""
 
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
                  T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
@@ -187,10 +189,11 @@ class RowBuilder:
             room -= _padded(len(seg))
         n_head, copy = None, None
         if fim:
-            context, text, defs, renamed = self.fim_context(name, target, context, text, target_words)
+            context, text, defs, renamed, qualifiers = self.fim_context(name, target, context, text, target_words)
             span = None
             if defs and rng.random() < self.callsite_rate:
-                site = middles.call_site_split(text, defs - middles.defined_names(path, text), rng, prefer=renamed)
+                site = middles.call_site_split(text, defs - middles.defined_names(path, text), rng, prefer=renamed,
+                                               after=qualifiers)
                 span = site[:2] if site else None
             tail, n_head, copy = fim_tail(enc, path, text, rng, span, tail_cap, self.fim_order, renamed)
         else:
@@ -206,9 +209,11 @@ class RowBuilder:
         return segs
 
     def fim_context(self, name: str, target: int, context: list, text: str, target_words: set[str]):
-        """(context, target text, names defined in the included context, renamed or qualified cross-file names): with
-        rename_rate, 1 to rename_names names defined in included context files (or, with rename_own, the target)
-        and used in the target get fresh names everywhere in the group."""
+        """(context, target text, names defined in the included context, renamed or qualified cross-file names, the
+        included modules' qualifiers): with rename_rate, 1 to rename_names names defined in included context files
+        (or, with rename_own, the target) and used in the target get fresh names everywhere in the group; with
+        qualify_rate, a Python target's imports of them are qualified, and names the target uses qualified
+        (`helpers.trim`, `srv.ParseHeader`, `table::parse`) join the renamed ones."""
         files = self.projects[name]
         shown = {}  # file index -> the text actually included (a cut segment decodes its tokens)
         for i, seg in context:
@@ -237,16 +242,26 @@ class RowBuilder:
                     [file_segment_text(files[i][0], t, self.segment_names) for i, t in zip(touched, new_texts[1:])])))
                 context = [(i, fresh[i][: _padded(len(seg))] if i in fresh else seg) for i, seg in context]
                 for (i, seg), t in zip([(i, seg) for i, seg in context if i in fresh], new_texts[1:]):
-                    kept = t if len(seg) == len(fresh[i]) else self.shown_text(files[i][0], t, seg)
-                    defs_of[i] = middles.defined_names(files[i][0], kept)
+                    shown[i] = t if len(seg) == len(fresh[i]) else self.shown_text(files[i][0], t, seg)
+                    defs_of[i] = middles.defined_names(files[i][0], shown[i])
                 defs = set().union(*defs_of.values())
                 renamed = set(mapping.values()) & (defs - middles.defined_names(files[target][0], text))
-        if middles.language(files[target][0]) == "py" and self.rng.random() < self.qualify_rate:
-            stems = [files[i][0].rsplit("/", 1)[-1].rsplit(".", 1)[0] for i, _ in context]
-            modules = {s: defs_of[i] for s, (i, _) in zip(stems, context) if stems.count(s) == 1}
-            text, qualified = middles.qualify_imports(text, modules)
-            renamed |= qualified
-        return context, text, defs, renamed
+        qualifiers: set[str] = set()
+        kind = middles.language(files[target][0])
+        if kind is not None and self.rng.random() < self.qualify_rate:
+            if kind == "py":
+                stems = [files[i][0].rsplit("/", 1)[-1].rsplit(".", 1)[0] for i, _ in context]
+                modules = {s: defs_of[i] for s, (i, _) in zip(stems, context) if stems.count(s) == 1}
+                text, qualified = middles.qualify_imports(text, modules)
+                renamed |= qualified
+                qualifiers |= {f"{s}." for s in modules}
+            modules = middles.qualified_modules([(files[i][0], shown[i]) for i, _ in context])
+            own = middles.defined_names(files[target][0], text) | set(top_level_names(files[target][0], text))
+            uses = middles.qualified_uses(text, modules) - own
+            renamed |= uses
+            defs |= uses  # short or common-word names (`srv.New`) that defined_names skips become call sites too
+            qualifiers |= set(modules)
+        return context, text, defs, renamed, qualifiers
 
     def shown_text(self, path: str, text: str, seg: np.ndarray) -> str:
         """The code a cut segment of file (path, text) includes: its decoded tokens after the header."""

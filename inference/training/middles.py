@@ -11,13 +11,17 @@ line, so the model learns to copy names and arguments from other files.  Renamin
 context files and used in the target get fresh compound names in every file of the row, so memorised names are
 useless and copying is the only way.  Qualifying (Python): `from pkg.mod import a, b` of an included file mod.py
 becomes `from pkg import mod` and the uses `mod.a`, `mod.b`, so a call site must find the definition through the
-module's file, as at `helpers.` in an editor.  Not its job: tokenising or packing rows (batches.py).
+module's file, as at `helpers.` in an editor.  Uses already written so in any language (`helpers.trim(`,
+`srv.ParseHeader(`, `table::parse(`, the qualifier of inference/file_summary.py) are found by `qualified_uses`, and
+such a call-site middle starts right after the qualifier.  Not its job: tokenising or packing rows (batches.py).
 """
 
 from __future__ import annotations
 
 import random
 import re
+
+from inference import file_summary
 
 HEALED = " \t\n"  # the characters inference/healing.py cuts from a prompt's end
 HEAL_SHARE = 0.85  # split points moved left over whitespace, as the engine's healing does
@@ -127,30 +131,87 @@ def editor_split(text: str, rng: random.Random) -> tuple[int, int]:
 _IMPORT = re.compile(r"^\s*(?:from\s|import\s|use\s|export\s.*\sfrom\s)|\bimport\b|\brequire\(")
 
 
-def call_site_split(text: str, names: set[str], rng: random.Random, prefer: set[str] = frozenset()
-                    ) -> tuple[int, int, str] | None:
+def _in_comment(text: str, i: int) -> bool:
+    """Whether position i most likely sits in a comment (a line comment or a block comment's line)."""
+    line = text[text.rfind("\n", 0, i) + 1: i]
+    return "//" in line or "#" in line or line.lstrip().startswith(("*", "/*"))
+
+
+def _on_import_line(text: str, i: int) -> bool:
+    return bool(_IMPORT.search(text[text.rfind("\n", 0, i) + 1: i]))
+
+
+def call_site_split(text: str, names: set[str], rng: random.Random, prefer: set[str] = frozenset(),
+                    after: set[str] = frozenset()) -> tuple[int, int, str] | None:
     """(start, end, name): the middle starts at an occurrence of one of `names` in text (one of `prefer` when any
-    occurs): the first outside an import line (50%), the first (20%) or any, and runs to the end of its line;
-    None when none of the names occurs outside comments."""
+    occurs): right after one of the qualifiers `after` (`helpers.`, `pkg::`) outside import lines when the name
+    has such an occurrence (the first, 70%, or any), else the first outside an import line (50%), the first (20%)
+    or any, and runs to the end of its line; None when none of the names occurs outside comments."""
     used = sorted(n for n in names if n in text)
     if not used:
         return None
     found: dict[str, list[int]] = {}
     for m in occurrences(text, used):
-        line = text[text.rfind("\n", 0, m.start()) + 1: m.start()]
-        if "//" in line or "#" in line or line.lstrip().startswith(("*", "/*")):
-            continue  # in a comment, most likely
-        found.setdefault(m.group(0), []).append(m.start())
+        if not _in_comment(text, m.start()):
+            found.setdefault(m.group(0), []).append(m.start())
     if not found:
         return None
     pool = sorted(n for n in found if n in prefer) or sorted(found)
     name = rng.choice(pool)
     spots = found[name]
-    uses = [i for i in spots if not _IMPORT.search(text[text.rfind("\n", 0, i) + 1: i])]
+    uses = [i for i in spots if not _on_import_line(text, i)]
+    qualified = [i for i in uses if any(_after_qualifier(text, i, q) for q in after)]
     pick = rng.random()
-    at = (uses or spots)[0] if pick < 0.5 else spots[0] if pick < 0.7 else rng.choice(spots)
+    if qualified:
+        at = qualified[0] if pick < 0.7 else rng.choice(qualified)
+    else:
+        at = (uses or spots)[0] if pick < 0.5 else spots[0] if pick < 0.7 else rng.choice(spots)
     start = heal(text, at) if rng.random() < HEAL_SHARE else at
     return start, min(_line_end(text, at), max(at + len(name), start + MIDDLE_CHARS)), name
+
+
+# ---- already-qualified uses (every language file_summary knows) ------------------------------------------------
+
+_QUALIFIED_USE = re.compile(r"(?<![\w$])(?=([A-Za-z_$][\w$]*(?:\.|::))([A-Za-z_$][\w$]*))")
+
+
+def _after_qualifier(text: str, i: int, qualifier: str) -> bool:
+    """Whether text[:i] ends with `qualifier` and no longer word holds it (`myhelpers.` is not `helpers.`)."""
+    j = i - len(qualifier)
+    return j >= 0 and text.startswith(qualifier, j) and not (j > 0 and _is_word(text[j - 1]))
+
+
+def qualified_modules(files: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """{qualifier: top-level names} of the (path, shown text) files (inference/file_summary.py), for a qualifier
+    that names one module only: one file, or for Go one folder (a package's files share its name and namespace).
+    A qualifier two modules share is left out: a use of it could mean either."""
+    modules: dict[str, set[str]] = {}
+    owners: dict[str, set[str]] = {}
+    for path, text in files:
+        lead = file_summary.qualifier(path, text)
+        if lead is None:
+            continue
+        owner = (path.rsplit("/", 1)[0] if "/" in path else "") if language(path) == "go" else path
+        owners.setdefault(lead, set()).add(owner)
+        modules.setdefault(lead, set()).update(file_summary.top_level_names(path, text))
+    return {lead: names for lead, names in modules.items() if len(owners[lead]) == 1 and names}
+
+
+def qualified_uses(text: str, modules: dict[str, set[str]]) -> set[str]:
+    """The names of `modules` ({qualifier such as `helpers.`, `srv.`, `table::`: names that module defines}) that
+    text uses right after their module's qualifier: `helpers.trim(x)`, `srv.ParseHeader(raw)`,
+    `crate::table::parse(s)`, call sites written qualified as in an editor at `helpers.`.  Not counted: a qualifier
+    glued to a longer word (`myhelpers.trim`), another module's qualifier (`other.trim`), comment lines, and import
+    lines (`import helpers.trim`, `use crate::table::parse;` name a path; the code then calls the name bare)."""
+    found: set[str] = set()
+    if not modules:
+        return found
+    for m in _QUALIFIED_USE.finditer(text):
+        lead, name = m.group(1), m.group(2)
+        if name in modules.get(lead, ()) and name not in found and not _in_comment(text, m.start()) \
+                and not _on_import_line(text, m.start()):
+            found.add(name)
+    return found
 
 
 # ---- renaming ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.training import middles
-from inference.file_summary import names_line
+from inference.file_summary import names_line, top_level_names
 from inference.training.batches import Encoder, RowBuilder, file_segment_text, fim_split
 from inference.training.train import weighted_ce
 
@@ -234,6 +234,89 @@ def test_qualified_rows_put_call_sites_after_the_module_name(tokenizer):
             assert not re.search(r"(?<![.\w])(?<!def )(?<!class )(compute_total_\d_\d|RecordStore\d\d)\(", g["prefix"] + g["suffix"])
         assert row.copy.any()
     assert qualified >= 10
+
+
+def test_qualified_uses_are_names_written_after_an_included_module_qualifier():
+    helpers = {"helpers.": {"trim", "RATE", "Invoice"}}
+    python = ("import helpers.trim\nimport other\n\n\n"
+              "def total(x):\n"
+              "    # helpers.RATE is per cent\n"
+              "    y = other.trim(x) + myhelpers.Invoice(x)\n"
+              "    return helpers.trim(x) * pkg.helpers.RATE\n")
+    # an import line names a path, not a call site: `import helpers.trim` does not count (nor do comments,
+    # another module's `other.trim` or a longer word `myhelpers.`); `pkg.helpers.RATE` does
+    assert middles.qualified_uses(python, helpers) == {"trim", "RATE"}
+    assert middles.qualified_uses("import helpers.trim\nhelpers_trim = 1\n", helpers) == set()
+    go = 'package main\n\nimport "example.com/app/srv"\n\nfunc main() {\n\th := srv.ParseHeader(raw)\n\tsrv.Mode = 2\n}\n'
+    assert middles.qualified_uses(go, {"srv.": {"ParseHeader", "Server"}}) == {"ParseHeader"}
+    rust = "use crate::table::parse;\nuse crate::table::Row;\n\nfn main() {\n    let row = crate::table::parse(s);\n}\n"
+    assert middles.qualified_uses(rust, {"table::": {"parse", "Row"}}) == {"parse"}
+    # Go files of one folder are one package; a qualifier two modules share is left out
+    modules = middles.qualified_modules([
+        ("srv/a.go", "package srv\n\nfunc ParseHeader() {}\n"), ("srv/b.go", "package srv\n\ntype Server struct{}\n"),
+        ("x/util.py", "def trim(): pass\n"), ("y/util.py", "def strip(): pass\n"), ("src/table.rs", "pub fn parse() {}\n")])
+    assert modules == {"srv.": {"ParseHeader", "Server"}, "table::": {"parse"}}
+    # the call-site middle of such a name starts right after the qualifier, not at `x.trim` or a bare `trim`
+    text = "a = x.trim(v)\nb = trim\nc = helpers.trim(v, 2)\n"
+    for seed in range(20):
+        start, end, name = middles.call_site_split(text, {"trim"}, random.Random(seed), prefer={"trim"},
+                                                   after={"helpers."})
+        assert text[:start].endswith("c = helpers.") and text[start:end] == "trim(v, 2)"
+
+
+def go_projects() -> dict:
+    """Go projects whose packages (one folder each) call each other as `pkg.Name(` and their own package bare."""
+    projects = {}
+    for p in range(2):
+        store = (f"package store\n\nconst MaxRows{p} = 64\n\ntype Record{p} struct {{\n\tKey string\n}}\n\n"
+                 f"func Open{p}(path string) *Record{p} {{\n\treturn &Record{p}{{Key: path}}\n}}\n\n"
+                 f"func helperCount{p}(n int) int {{\n\treturn n + MaxRows{p}\n}}\n")
+        table = (f"package table\n\nimport \"example.com/p{p}/store\"\n\nfunc Lookup{p}(key string) int {{\n"
+                 f"\tr := store.Open{p}(key)\n\treturn len(r.Key) + store.MaxRows{p}\n}}\n\n"
+                 f"func Insert{p}(key string, n int) int {{\n\treturn Lookup{p}(key) + countCells{p}(n)\n}}\n\n"
+                 f"func countCells{p}(n int) int {{\n\treturn n * 2\n}}\n")
+        header = (f"package srv\n\nimport \"example.com/p{p}/table\"\n\nfunc ParseHeader{p}(raw string) string {{\n"
+                  f"\treturn raw[:table.Lookup{p}(raw)]\n}}\n\nfunc New() *Server{p} {{\n\treturn &Server{p}{{}}\n}}\n")
+        server = (f"package srv\n\nimport \"example.com/p{p}/table\"\n\ntype Server{p} struct {{\n\tname string\n}}\n\n"
+                  f"func (s *Server{p}) Handle{p}(raw string) int {{\n\th := ParseHeader{p}(raw)\n"
+                  f"\treturn table.Insert{p}(h, len(s.name))\n}}\n")
+        main = (f"package main\n\nimport (\n\t\"example.com/p{p}/srv\"\n\t\"example.com/p{p}/table\"\n)\n\n"
+                f"func main() {{\n\ts := srv.New()\n\th := srv.ParseHeader{p}(\"x\")\n"
+                f"\tprintln(s.Handle{p}(h), table.Lookup{p}(h))\n}}\n")
+        projects[f"go:p{p}"] = [("store/store.go", store), ("table/table.go", table), ("srv/header.go", header),
+                                ("srv/server.go", server), ("cmd/app/main.go", main)]
+    return projects
+
+
+def test_go_rows_put_call_sites_right_after_the_package_name_and_mark_them_for_copying(tokenizer):
+    enc = Encoder(tokenizer)
+    projects = go_projects()
+    file_ids = {k: enc.many([file_segment_text(p, t, True) for p, t in v]) for k, v in projects.items()}
+    rows = RowBuilder(enc, projects, file_ids, T=2048, seed=1, fim_rate=1.0, causal_rate=0.0, callsite_rate=1.0,
+                      rename_rate=0.0, qualify_rate=1.0, segment_names=True)
+    exported = {n for files in projects.values() for p, t in files for n in top_level_names(p, t)}
+    groups = after_package = marked = 0
+    for _ in range(12):
+        row = rows.row()
+        for g in groups_of(enc, row):
+            if g["header"].endswith("store/store.go\n"):
+                continue  # the leaf package calls no other package
+            groups += 1
+            lead = re.search(r"(?<![\w.])(\w+)\.$", g["prefix"])
+            name = re.match(r"[A-Za-z_]\w*", g["middle"])
+            if not (lead and name):
+                continue
+            # the header of an included file of that package lists the name, one copy away
+            headers = [c.split("\n", 2)[1] for c in g["context"]]
+            if f"{lead.group(1)}.{name.group(0)}" in " ".join(h for h in headers if h.startswith(f"# {lead.group(1)}:")):
+                after_package += 1
+        at = np.flatnonzero(row.copy)
+        for run in np.split(at, np.flatnonzero(np.diff(at) > 1) + 1) if len(at) else []:
+            assert enc.tok.decode(row.labels[run].tolist()).strip() in exported  # a name some header lists
+        marked += len(at)
+        assert not (row.copy & ~row.tail).any()
+    assert groups >= 15 and after_package >= 0.9 * groups, (after_package, groups)
+    assert marked >= 10
 
 
 def test_split_points_sit_at_token_boundaries_and_match_healing():
