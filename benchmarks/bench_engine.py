@@ -174,7 +174,7 @@ def main() -> None:
                   repo_tokens=info["tokens"], repo_files=len(files), segments=info["segments"],
                   load_s=round(load_s, 1), prefill_s=round(prefill_s, 2), prefill_tok_s=round(prefill_tps, 1),
                   completions=rows, edit_prefilled_tokens=edit["prefilled_tokens"], edit_ms=round(edit_ms, 1),
-                  edit_file_tokens=len(engine.tok.encode(engine.fim.file_header(path) + edited)),
+                  edit_file_tokens=len(engine.tok.encode(engine.fim.file_header(path, edited) + edited)),
                   kv_bytes_per_token=round(kv_bytes_per_token, 1), cache_bytes=stats["bytes"], fit=fit)
 
     print(f"device {card} ({device}), preset {args.preset}, dtype {engine.dtype}")

@@ -66,7 +66,7 @@ def pick_context(target: str, files: dict[str, str], engine: Engine, budget: int
                     key=lambda p: -len((defined_names(files[p]) - own) & used))
     chosen, total, cross = [], 0, set()
     for p in ranked:
-        n = len(engine.tok.encode(engine.fim.file_header(p) + files[p]))
+        n = len(engine.tok.encode(engine.fim.file_header(p, files[p]) + files[p]))
         if total + n > budget:
             continue
         chosen.append(p)

@@ -81,7 +81,7 @@ def repo_files(engine: Engine, base_tokens: int, per_file: int, world: int, fit_
         n_pages = _pages(_parts(engine, [f]))
         if n_base is not None and pages[rank] + n_pages > fit_pages:
             return files, owners, n_base
-        load[rank] += len(engine.tok.encode(engine.fim.file_header(f[0]) + f[2]))
+        load[rank] += len(engine.tok.encode(engine.fim.file_header(f[0], f[2]) + f[2]))
         pages[rank] += n_pages
         files.append(f)
         owners.append(rank)

@@ -48,7 +48,7 @@ def test_sequential_dense_equals_one_causal_forward(tiny_models):
     tok, fmt = engine.tok, engine.fim
     ids = tok.encode(fmt.repo_prefix("repo"))
     for path, _, text in files:
-        ids += tok.encode(fmt.file_header(path) + text)
+        ids += tok.encode(fmt.file_header(path, text) + text)
     tail = tok.encode(fmt.file_header("pkg/new.py") + SNIPPET)
     hf = AutoModelForCausalLM.from_pretrained(str(tiny_models["llama"]), dtype=torch.float32).eval()
     with torch.no_grad():
@@ -68,7 +68,7 @@ def test_one_line_edit_reprefills_only_that_file_in_parallel(tiny_models):
     edited = text.replace("return x * 3 + 2", "return x * 3 - 2", 1)
     assert edited != text
     second = engine.sync([(path, "h2b", edited)], [])
-    assert second["prefilled_tokens"] == len(engine.tok.encode(engine.fim.file_header(path) + edited))
+    assert second["prefilled_tokens"] == len(engine.tok.encode(engine.fim.file_header(path, edited) + edited))
     assert second["reused_segments"] == first["segments"]  # the prefix and the four other files
     assert second["segments"] == first["segments"]
     undo = engine.sync([(path, "h2", text)], [])  # the old version comes back from host memory
@@ -83,8 +83,8 @@ def test_edit_in_sequential_or_offsets_invalidates_the_files_after_it(tiny_model
     path, _, text = files[1]
     info = engine.sync([(path, "x", text + "# edited\n")], [])
     # the edited file moves last; files 2 and 3 follow file 0 now, so they and the edit are prefilled again
-    expect = sum(len(engine.tok.encode(engine.fim.file_header(p) + t)) for p, _, t in files[2:])
-    expect += len(engine.tok.encode(engine.fim.file_header(path) + text + "# edited\n"))
+    expect = sum(len(engine.tok.encode(engine.fim.file_header(p, t) + t)) for p, _, t in files[2:])
+    expect += len(engine.tok.encode(engine.fim.file_header(path, text + "# edited\n") + text + "# edited\n"))
     assert info["prefilled_tokens"] == expect
 
 

@@ -68,7 +68,7 @@ def test_greedy_decode_matches_transformers_generate(tiny_models, family, monkey
     tok, fmt = engine.tok, engine.fim
     ids = tok.encode(fmt.repo_prefix("repo"))
     for p, _, t in files:
-        ids += tok.encode(fmt.file_header(p) + t)
+        ids += tok.encode(fmt.file_header(p, t) + t)
     ids += engine._fim_ids("c.py", "for i in range(", "):\n    pass\n", 10_000)
     with torch.no_grad():
         out = hf.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None,
