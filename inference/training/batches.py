@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.file_summary import names_line, top_level_names
+from inference.file_summary import names_line, qualifier, top_level_names
 from inference.training import middles
 
 BLOCK = 128
@@ -135,6 +135,7 @@ class RowBuilder:
         self.qualify_rate = qualify_rate
         self.segment_names = segment_names  # file_ids must have been encoded the same way
         self._defs: dict[tuple[str, int], set[str]] = {}
+        self._qualifiers: dict[tuple[str, int], str] = {}
         self._words: list[str] | None = None
 
     def pick_project(self) -> str:
@@ -271,8 +272,9 @@ class RowBuilder:
         return decoded[at + len(head):] if at >= 0 else ""
 
     def context_order(self, name: str, target: int, target_text: str, target_words: set[str] = frozenset()) -> list[int]:
-        """Other files, likeliest-useful first: defining names the target uses, same folder or named in the
-        target, then the rest at random."""
+        """Other files, likeliest-useful first: defining names the target uses, same folder, or named in the
+        target (the file's stem, or the qualifier an importer writes, e.g. a Go package's `srv.`), then the rest
+        at random."""
         files = self.projects[name]
         folder = files[target][0].rsplit("/", 1)[0] if "/" in files[target][0] else ""
         candidates = [i for i in range(len(files)) if i != target]
@@ -283,7 +285,7 @@ class RowBuilder:
             path = files[i][0]
             stem = path.rsplit("/", 1)[-1].split(".")[0]
             s = self.rng.random()
-            if stem and len(stem) > 2 and stem in target_text:
+            if (stem and len(stem) > 2 and stem in target_text) or self.qualifier(name, i) in target_text:
                 s += 2
             if (path.rsplit("/", 1)[0] if "/" in path else "") == folder:
                 s += 1
@@ -292,6 +294,13 @@ class RowBuilder:
             return -s
 
         return sorted(candidates, key=score)
+
+    def qualifier(self, name: str, i: int) -> str:
+        """The file's qualifier (file_summary.qualifier), or a string no text contains."""
+        key = (name, i)
+        if key not in self._qualifiers:
+            self._qualifiers[key] = qualifier(*self.projects[name][i]) or "\0"
+        return self._qualifiers[key]
 
     def causal_group(self, name: str, budget: int) -> list[tuple]:
         ids = self.file_ids[name]

@@ -381,3 +381,20 @@ def test_heldout_middle_scores_count_every_middle(tokenizer, tiny_config):
     for kind in scores.values():
         assert kind["middles"] >= 2 and kind["tokens"] >= kind["middles"]
         assert kind["ce"] > 5.0 and kind["exact"] == 0.0  # an untrained model: near-uniform over 16k tokens
+
+
+def test_context_order_puts_first_the_package_a_go_target_calls_by_name(tokenizer):
+    """A Go file names another package by its package clause (`util.Min`), not by the file's stem, and the name
+    is too short to count as a definition it shares: that package's file still comes before unrelated files."""
+    enc = Encoder(tokenizer)
+    others = [(f"internal/part{k}/part{k}.go", f"package part{k}\n\nfunc Unused{k}() int {{\n\treturn {k}\n}}\n")
+              for k in range(12)]
+    util = ("internal/util/numbers.go", "package util\n\nfunc Min(a, b int) int {\n\treturn a\n}\n")
+    main = ("cmd/app/main.go", "package main\n\nimport \"example.com/internal/util\"\n\nfunc main() {\n"
+                               "\t_ = util.Min(5, 3)\n}\n")
+    files = others + [util, main]
+    projects = {"go:app": files}
+    rows = RowBuilder(enc, projects, {"go:app": enc.many([file_segment_text(p, t) for p, t in files])}, T=2048, seed=9)
+    words = middles.words_in(main[1])
+    firsts = [files[rows.context_order("go:app", len(files) - 1, main[1], words)[0]][0] for _ in range(20)]
+    assert firsts.count(util[0]) == 20, firsts
