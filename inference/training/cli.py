@@ -61,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
                    help="most names renamed in a group (between half of it and it, at least 1)")
     f.add_argument("--rename-own", action="store_true", help="rename names the target file defines too")
     f.add_argument("--qualify-rate", type=float, default=0.0,
-                   help="share of Python FIM groups whose imports of included files become module-qualified uses")
+                   help="share of FIM groups whose module-qualified uses of included files (Python imports rewritten "
+                        "so) become preferred, copy-weighted call sites")
     f.add_argument("--segment-names", action="store_true",
                    help="context segments' headers list their files' top-level names (inference/file_summary.py); "
                         "written to config.json, and kept when continuing from a checkpoint that has it")
