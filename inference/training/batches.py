@@ -112,11 +112,11 @@ class RowBuilder:
     Of the parallel groups, `fim_rate` get a FIM tail; of those, `callsite_rate` take a call-site middle (a name
     defined in an included context file, to the end of its line) and `rename_rate` first rename such names (1 to
     `rename_names`; with `rename_own` also names the target defines) to fresh compound names in the target and the
-    context files (re-encoding only those).  With `qualify_rate`, a Python target's imports of included files are
-    qualified (middles.qualify_imports: `mod.name` call sites) and, in every language, the names the target already
-    uses qualified by an included file's qualifier (middles.qualified_uses: `helpers.trim`, `srv.ParseHeader`) are
-    collected; these names are then preferred call sites, starting right after the qualifier, and marked for the
-    copy weight like renamed ones."""
+    context files (re-encoding only those).  With `qualify_rate`, a Python or JS/TS target's imports of included
+    files are qualified (middles.qualify_imports, qualify_js_imports: `mod.name` call sites) and, in every
+    language, the names the target already uses qualified by an included file's qualifier (middles.qualified_uses:
+    `helpers.trim`, `srv.ParseHeader`) are collected; these names are then preferred call sites, starting right
+    after the qualifier, and marked for the copy weight like renamed ones."""
 
     def __init__(self, enc: Encoder, projects: dict[str, list[tuple[str, str]]], file_ids: dict[str, list[np.ndarray]],
                  T: int, seed: int, fim_rate: float = 0.7, causal_rate: float = 0.3, callsite_rate: float = 0.4,
@@ -213,7 +213,7 @@ class RowBuilder:
         """(context, target text, names defined in the included context, renamed or qualified cross-file names, the
         included modules' qualifiers): with rename_rate, 1 to rename_names names defined in included context files
         (or, with rename_own, the target) and used in the target get fresh names everywhere in the group; with
-        qualify_rate, a Python target's imports of them are qualified, and names the target uses qualified
+        qualify_rate, a Python or JS/TS target's imports of them are qualified, and names the target uses qualified
         (`helpers.trim`, `srv.ParseHeader`, `table::parse`) join the renamed ones."""
         files = self.projects[name]
         shown = {}  # file index -> the text actually included (a cut segment decodes its tokens)
@@ -257,6 +257,9 @@ class RowBuilder:
                 renamed |= qualified
                 qualifiers |= {f"{s}." for s in modules}
             modules = middles.qualified_modules([(files[i][0], shown[i]) for i, _ in context])
+            if kind == "js":
+                text, qualified = middles.qualify_js_imports(text, {q[:-1]: n for q, n in modules.items()})
+                renamed |= qualified
             own = middles.defined_names(files[target][0], text) | set(top_level_names(files[target][0], text))
             uses = middles.qualified_uses(text, modules) - own
             renamed |= uses

@@ -398,3 +398,115 @@ def test_context_order_puts_first_the_package_a_go_target_calls_by_name(tokenize
     words = middles.words_in(main[1])
     firsts = [files[rows.context_order("go:app", len(files) - 1, main[1], words)[0]][0] for _ in range(20)]
     assert firsts.count(util[0]) == 20, firsts
+
+
+JS_MODULES = {"helpers": {"trim", "RATE", "padLeft", "get"}, "util": {"deepMerge", "clone"},
+              "store": {"openStore", "Store"}, "index": {"trim"}}
+
+
+def test_js_named_imports_become_namespace_imports_with_qualified_uses():
+    text = ("import { trim, RATE } from './helpers';\n"
+            "import {\n  deepMerge,\n  clone,\n} from \"../lib/util/index.js\"\n"
+            "const { openStore, Store } = require('./store');\n"
+            "import { trimmed } from './other';\n\n"
+            "export function run(x, y = RATE) {\n"
+            "  const v = trim(x) + obj.trim + { trim: 1, key: padLeft };\n"
+            "  const s = new Store(openStore(`${clone(v)}`), 'trim');\n"
+            "  return deepMerge(s, [RATE]) ? trim(y) : RATE;\n"
+            "}\n\n"
+            "function reopen(s: Store = null): Store {\n  const again: Store = s;\n}\n")
+    out, names = middles.qualify_js_imports(text, JS_MODULES)
+    assert names == {"trim", "RATE", "deepMerge", "clone", "openStore", "Store"}
+    assert out.splitlines()[:4] == ["import * as helpers from './helpers';",  # quotes and semicolon kept
+                                    "import * as util from \"../lib/util/index.js\"",  # index: the folder's name
+                                    "const store = require('./store');",
+                                    "import { trimmed } from './other';"]
+    assert "export function run(x, y = helpers.RATE) {" in out
+    # a property `obj.trim`, a key `{ trim: 1 }` and a quoted 'trim' are not uses; padLeft was not imported
+    assert "  const v = helpers.trim(x) + obj.trim + { trim: 1, key: padLeft };" in out
+    assert "new store.Store(store.openStore(`${util.clone(v)}`), 'trim')" in out
+    assert "return util.deepMerge(s, [helpers.RATE]) ? helpers.trim(y) : helpers.RATE;" in out
+    # TypeScript annotations, also before a default value
+    assert "function reopen(s: store.Store = null): store.Store {\n  const again: store.Store = s;" in out
+
+
+def test_js_imports_are_left_alone_where_qualifying_could_break_the_code():
+    unchanged = [
+        "import { trim as cut } from './helpers';\ncut(1);\n",  # an alias
+        "import type { Store } from './store';\nlet s: Store;\n",  # a type import
+        "import makeStore, { openStore } from './store';\nopenStore(makeStore);\n",  # a default import
+        "import { trim, unknownName } from './helpers';\ntrim(unknownName);\n",  # a name the module does not define
+        "import { trim } from './helpers';\nconst helpers = [];\ntrim(helpers);\n",  # the qualifier is taken
+        "import { trim } from './helpers';\nfunction f(trim) {\n  return trim(1);\n}\n",  # a parameter shadows it
+        "const { trim } = require('./helpers');\nlet RATE = 1;\nfunction trim2() {}\ntrim = null;\n",  # reassigned
+        "import { get } from './helpers';\nclass A {\n  get size() {\n    return get(this);\n  }\n}\n",  # a getter
+        "import { trim } from './index';\ntrim(1);\n",  # a bare ./index: the folder is not named
+    ]
+    for text in unchanged:
+        assert middles.qualify_js_imports(text, JS_MODULES) == (text, set()), text
+    # a shorthand `{ trim }` would need `{ trim: helpers.trim }`: that module is skipped, the other one still done
+    text = ("import { trim } from './helpers';\nimport { clone } from './util/index';\n"
+            "export default { trim, x: clone(1) };\n")
+    out, names = middles.qualify_js_imports(text, JS_MODULES)
+    assert names == {"clone"}
+    assert out == ("import { trim } from './helpers';\nimport * as util from './util/index';\n"
+                   "export default { trim, x: util.clone(1) };\n")
+
+
+def js_projects() -> dict:
+    """TS/JS projects whose files call each other's exports through named imports (ESM braces over one line or
+    several, an index.ts folder module, CommonJS require)."""
+    projects = {}
+    for p in range(2):
+        paths = ["src/mod0.ts", "src/mod1.ts", "src/shapes/index.ts", "src/mod3.js"]
+        specs = ["./mod1", "./shapes", "../mod3.js", "./mod0"]
+        files = []
+        for f, path in enumerate(paths):
+            o = (f + 1) % 4
+            imported = f"computeTotal{p}{o}, RecordStore{p}{o}, MAX_ROWS_{p}{o}"
+            listed = imported.replace(", ", ",\n  ")
+            head = (f"const {{ {imported} }} = require('{specs[f]}');\n" if path.endswith(".js") else
+                    f"import {{\n  {listed},\n}} from '{specs[f]}';\n" if f == 1
+                    else f"import {{ {imported} }} from \"{specs[f]}\";\n")
+            body = (f"\nexport const MAX_ROWS_{p}{f} = {f + 8};\n\n"
+                    f"export function computeTotal{p}{f}(value, scale = 2) {{\n  return value * scale + {f};\n}}\n\n"
+                    f"export class RecordStore{p}{f} {{\n  size() {{\n    return MAX_ROWS_{p}{f};\n  }}\n}}\n\n"
+                    f"export function run{f}(items) {{\n  const store = new RecordStore{p}{o}();\n"
+                    f"  const total = computeTotal{p}{o}(items, MAX_ROWS_{p}{o});\n"
+                    f"  return computeTotal{p}{o}(total) + store.size();\n}}\n")
+            files.append((path, head + body))
+        projects[f"npm:p{p}"] = files
+    return projects
+
+
+def test_js_rows_qualify_named_imports_and_put_call_sites_after_the_module_name(tokenizer):
+    enc = Encoder(tokenizer)
+    projects = js_projects()
+    file_ids = {k: enc.many([file_segment_text(p, t, True) for p, t in v]) for k, v in projects.items()}
+    rows = RowBuilder(enc, projects, file_ids, T=2048, seed=2, fim_rate=1.0, causal_rate=0.0, callsite_rate=1.0,
+                      rename_rate=0.0, qualify_rate=1.0, segment_names=True)
+    exported = {n for files in projects.values() for p, t in files for n in top_level_names(p, t)}
+    groups = rewritten = after_module = marked = 0
+    for _ in range(12):
+        row = rows.row()
+        for g in groups_of(enc, row):
+            groups += 1
+            module = re.search(r"^(?:import \* as (\w+) from |const (\w+) = require\()", g["prefix"], re.M)
+            if not module:
+                continue  # a group in a row's last gap, where the imported file did not fit
+            rewritten += 1
+            lead = module.group(1) or module.group(2)
+            name = re.match(r"\w+", g["middle"])
+            headers = " ".join(c.split("\n", 2)[1] for c in g["context"])
+            if g["prefix"].endswith(f"{lead}.") and name and f"{lead}.{name.group(0)}" in headers:
+                after_module += 1  # the included module's header lists the name, one copy away
+            bare = re.search(r"(?<![.\w])(?<!function )(?<!class )(?<!const )(computeTotal\d\d|RecordStore\d\d)\(",
+                             g["prefix"] + g["suffix"])
+            assert not bare, bare
+        at = np.flatnonzero(row.copy)
+        for run in np.split(at, np.flatnonzero(np.diff(at) > 1) + 1) if len(at) else []:
+            assert enc.tok.decode(row.labels[run].tolist()).strip() in exported
+        marked += len(at)
+    assert groups >= 15 and rewritten >= 0.7 * groups and after_module >= 0.9 * rewritten, \
+        (groups, rewritten, after_module)
+    assert marked >= 10
