@@ -1,8 +1,8 @@
 """Turns tokenised projects into packed training rows in the server's repository shapes.
 
 `parallel` rows: shared prefix "<|repo_name|>{name}\n" at positions [0, p); each context file
-"<|file_sep|>{path}\n{code}" encoded on its own at positions [p, p + len) and padded to whole 128-token blocks
-(pages); the target file last as the live tail (plain, or the "msa" FIM prompt followed by the middle and
+"<|file_sep|>{path}\n{code}" (with `segment_names`, a names line after the path: inference/file_summary.py)
+encoded on its own at positions [p, p + len) and padded to whole 128-token blocks (pages); the target file last as the live tail (plain, or the "msa" FIM prompt followed by the middle and
 <|endoftext|>) at P_T, seeing the prefix, every context file and itself.  `causal` rows: the project's files one
 after another (the sequential layout).  Visibility is carried per token (group, doc, tail, pad) and expanded into a
 [T, T] mask by `visibility`.  Not its job: the model or the optimiser.
