@@ -126,13 +126,25 @@ def go_projects() -> dict:
     return projects
 
 
-def test_go_rows_put_call_sites_right_after_the_package_name_and_mark_them_for_copying(tokenizer):
+def qualifying_rows(tokenizer, projects: dict, seed: int) -> tuple[Encoder, RowBuilder, set[str]]:
+    """Rows of FIM call sites with qualifying on and names lines, and the names any header lists."""
     enc = Encoder(tokenizer)
-    projects = go_projects()
     file_ids = {k: enc.many([file_segment_text(p, t, True) for p, t in v]) for k, v in projects.items()}
-    rows = RowBuilder(enc, projects, file_ids, T=2048, seed=1, fim_rate=1.0, causal_rate=0.0, callsite_rate=1.0,
+    rows = RowBuilder(enc, projects, file_ids, T=2048, seed=seed, fim_rate=1.0, causal_rate=0.0, callsite_rate=1.0,
                       rename_rate=0.0, qualify_rate=1.0, segment_names=True)
-    exported = {n for files in projects.values() for p, t in files for n in top_level_names(p, t)}
+    return enc, rows, {n for files in projects.values() for p, t in files for n in top_level_names(p, t)}
+
+
+def copy_marks_spelling(enc: Encoder, row, names: set[str]) -> int:
+    """How many tokens the row marks for the copy weight; each run of them spells one of `names`."""
+    at = np.flatnonzero(row.copy)
+    for run in np.split(at, np.flatnonzero(np.diff(at) > 1) + 1) if len(at) else []:
+        assert enc.tok.decode(row.labels[run].tolist()).strip() in names
+    return len(at)
+
+
+def test_go_rows_put_call_sites_right_after_the_package_name_and_mark_them_for_copying(tokenizer):
+    enc, rows, exported = qualifying_rows(tokenizer, go_projects(), seed=1)
     groups = after_package = marked = 0
     for _ in range(12):
         row = rows.row()
@@ -148,10 +160,7 @@ def test_go_rows_put_call_sites_right_after_the_package_name_and_mark_them_for_c
             headers = [c.split("\n", 2)[1] for c in g["context"]]
             if f"{lead.group(1)}.{name.group(0)}" in " ".join(h for h in headers if h.startswith(f"# {lead.group(1)}:")):
                 after_package += 1
-        at = np.flatnonzero(row.copy)
-        for run in np.split(at, np.flatnonzero(np.diff(at) > 1) + 1) if len(at) else []:
-            assert enc.tok.decode(row.labels[run].tolist()).strip() in exported  # a name some header lists
-        marked += len(at)
+        marked += copy_marks_spelling(enc, row, exported)  # names some header lists
         assert not (row.copy & ~row.tail).any()
     assert groups >= 15 and after_package >= 0.9 * groups, (after_package, groups)
     assert marked >= 10
@@ -254,12 +263,7 @@ def js_projects() -> dict:
 
 
 def test_js_rows_qualify_named_imports_and_put_call_sites_after_the_module_name(tokenizer):
-    enc = Encoder(tokenizer)
-    projects = js_projects()
-    file_ids = {k: enc.many([file_segment_text(p, t, True) for p, t in v]) for k, v in projects.items()}
-    rows = RowBuilder(enc, projects, file_ids, T=2048, seed=2, fim_rate=1.0, causal_rate=0.0, callsite_rate=1.0,
-                      rename_rate=0.0, qualify_rate=1.0, segment_names=True)
-    exported = {n for files in projects.values() for p, t in files for n in top_level_names(p, t)}
+    enc, rows, exported = qualifying_rows(tokenizer, js_projects(), seed=2)
     groups = rewritten = after_module = marked = 0
     for _ in range(12):
         row = rows.row()
@@ -277,10 +281,7 @@ def test_js_rows_qualify_named_imports_and_put_call_sites_after_the_module_name(
             bare = re.search(r"(?<![.\w])(?<!function )(?<!class )(?<!const )(computeTotal\d\d|RecordStore\d\d)\(",
                              g["prefix"] + g["suffix"])
             assert not bare, bare
-        at = np.flatnonzero(row.copy)
-        for run in np.split(at, np.flatnonzero(np.diff(at) > 1) + 1) if len(at) else []:
-            assert enc.tok.decode(row.labels[run].tolist()).strip() in exported
-        marked += len(at)
+        marked += copy_marks_spelling(enc, row, exported)
     assert groups >= 15 and rewritten >= 0.7 * groups and after_module >= 0.9 * rewritten, \
         (groups, rewritten, after_module)
     assert marked >= 10
