@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.file_summary import names_line, qualifier, top_level_names
-from inference.training import middles
+from inference.training import middles, qualify
 
 BLOCK = 128
 SEGMENT_CAP = 3072  # longest file segment in positions (L_cap); also where the tail starts (P_T = p + SEGMENT_CAP)
@@ -113,8 +113,8 @@ class RowBuilder:
     defined in an included context file, to the end of its line) and `rename_rate` first rename such names (1 to
     `rename_names`; with `rename_own` also names the target defines) to fresh compound names in the target and the
     context files (re-encoding only those).  With `qualify_rate`, a Python or JS/TS target's imports of included
-    files are qualified (middles.qualify_imports, qualify_js_imports: `mod.name` call sites) and, in every
-    language, the names the target already uses qualified by an included file's qualifier (middles.qualified_uses:
+    files are qualified (qualify.qualify_imports, qualify_js_imports: `mod.name` call sites) and, in every
+    language, the names the target already uses qualified by an included file's qualifier (qualify.qualified_uses:
     `helpers.trim`, `srv.ParseHeader`) are collected; these names are then preferred call sites, starting right
     after the qualifier, and marked for the copy weight like renamed ones."""
 
@@ -253,15 +253,15 @@ class RowBuilder:
             if kind == "py":
                 stems = [files[i][0].rsplit("/", 1)[-1].rsplit(".", 1)[0] for i, _ in context]
                 modules = {s: defs_of[i] for s, (i, _) in zip(stems, context) if stems.count(s) == 1}
-                text, qualified = middles.qualify_imports(text, modules)
+                text, qualified = qualify.qualify_imports(text, modules)
                 renamed |= qualified
                 qualifiers |= {f"{s}." for s in modules}
-            modules = middles.qualified_modules([(files[i][0], shown[i]) for i, _ in context])
+            modules = qualify.qualified_modules([(files[i][0], shown[i]) for i, _ in context])
             if kind == "js":
-                text, qualified = middles.qualify_js_imports(text, {q[:-1]: n for q, n in modules.items()})
+                text, qualified = qualify.qualify_js_imports(text, {q[:-1]: n for q, n in modules.items()})
                 renamed |= qualified
             own = middles.defined_names(files[target][0], text) | set(top_level_names(files[target][0], text))
-            uses = middles.qualified_uses(text, modules) - own
+            uses = qualify.qualified_uses(text, modules) - own
             renamed |= uses
             defs |= uses  # short or common-word names (`srv.New`) that defined_names skips become call sites too
             qualifiers |= set(modules)

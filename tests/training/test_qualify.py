@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from inference.file_summary import top_level_names
-from inference.training import middles
+from inference.training import middles, qualify
 from inference.training.batches import Encoder, RowBuilder, file_segment_text
 from tests.training.test_middles import groups_of
 
@@ -26,7 +26,7 @@ def test_imports_of_included_files_become_module_qualified_uses():
             "    return parse_header(raw) + compute_total(n)\n")
     modules = {"helpers": {"parse_header", "MAX_RETRIES", "other_def"}, "store": {"RecordStore", "open_store"},
                "other": {"aliased"}, "toplevel": {"compute_total"}}
-    out, names = middles.qualify_imports(text, modules)
+    out, names = qualify.qualify_imports(text, modules)
     assert names == {"parse_header", "MAX_RETRIES", "RecordStore", "open_store", "compute_total"}
     assert out.splitlines()[:4] == ["from . import helpers", "from pkg import store",
                                     "from .other import aliased as alias", "import toplevel"]
@@ -36,10 +36,10 @@ def test_imports_of_included_files_become_module_qualified_uses():
     assert "return helpers.parse_header(raw) + toplevel.compute_total(n)" in out
     assert "parse_header_only" in out
     # a name the module does not define, or a stem the file already uses, leaves the import as it is
-    assert middles.qualify_imports("from .helpers import missing\nmissing()\n", modules) == \
+    assert qualify.qualify_imports("from .helpers import missing\nmissing()\n", modules) == \
         ("from .helpers import missing\nmissing()\n", set())
     clash = "from .helpers import parse_header\nhelpers = []\nparse_header(helpers)\n"
-    assert middles.qualify_imports(clash, modules) == (clash, set())
+    assert qualify.qualify_imports(clash, modules) == (clash, set())
 
 
 def test_qualified_rows_put_call_sites_after_the_module_name(tokenizer):
@@ -83,14 +83,14 @@ def test_qualified_uses_are_names_written_after_an_included_module_qualifier():
               "    return helpers.trim(x) * pkg.helpers.RATE\n")
     # an import line names a path, not a call site: `import helpers.trim` does not count (nor do comments,
     # another module's `other.trim` or a longer word `myhelpers.`); `pkg.helpers.RATE` does
-    assert middles.qualified_uses(python, helpers) == {"trim", "RATE"}
-    assert middles.qualified_uses("import helpers.trim\nhelpers_trim = 1\n", helpers) == set()
+    assert qualify.qualified_uses(python, helpers) == {"trim", "RATE"}
+    assert qualify.qualified_uses("import helpers.trim\nhelpers_trim = 1\n", helpers) == set()
     go = 'package main\n\nimport "example.com/app/srv"\n\nfunc main() {\n\th := srv.ParseHeader(raw)\n\tsrv.Mode = 2\n}\n'
-    assert middles.qualified_uses(go, {"srv.": {"ParseHeader", "Server"}}) == {"ParseHeader"}
+    assert qualify.qualified_uses(go, {"srv.": {"ParseHeader", "Server"}}) == {"ParseHeader"}
     rust = "use crate::table::parse;\nuse crate::table::Row;\n\nfn main() {\n    let row = crate::table::parse(s);\n}\n"
-    assert middles.qualified_uses(rust, {"table::": {"parse", "Row"}}) == {"parse"}
+    assert qualify.qualified_uses(rust, {"table::": {"parse", "Row"}}) == {"parse"}
     # Go files of one folder are one package; a qualifier two modules share is left out
-    modules = middles.qualified_modules([
+    modules = qualify.qualified_modules([
         ("srv/a.go", "package srv\n\nfunc ParseHeader() {}\n"), ("srv/b.go", "package srv\n\ntype Server struct{}\n"),
         ("x/util.py", "def trim(): pass\n"), ("y/util.py", "def strip(): pass\n"), ("src/table.rs", "pub fn parse() {}\n")])
     assert modules == {"srv.": {"ParseHeader", "Server"}, "table::": {"parse"}}
@@ -198,7 +198,7 @@ def test_js_named_imports_become_namespace_imports_with_qualified_uses():
             "  return deepMerge(s, [RATE]) ? trim(y) : RATE;\n"
             "}\n\n"
             "function reopen(s: Store = null): Store {\n  const again: Store = s;\n}\n")
-    out, names = middles.qualify_js_imports(text, JS_MODULES)
+    out, names = qualify.qualify_js_imports(text, JS_MODULES)
     assert names == {"trim", "RATE", "deepMerge", "clone", "openStore", "Store"}
     assert out.splitlines()[:4] == ["import * as helpers from './helpers';",  # quotes and semicolon kept
                                     "import * as util from \"../lib/util/index.js\"",  # index: the folder's name
@@ -226,11 +226,11 @@ def test_js_imports_are_left_alone_where_qualifying_could_break_the_code():
         "import { trim } from './index';\ntrim(1);\n",  # a bare ./index: the folder is not named
     ]
     for text in unchanged:
-        assert middles.qualify_js_imports(text, JS_MODULES) == (text, set()), text
+        assert qualify.qualify_js_imports(text, JS_MODULES) == (text, set()), text
     # a shorthand `{ trim }` would need `{ trim: helpers.trim }`: that module is skipped, the other one still done
     text = ("import { trim } from './helpers';\nimport { clone } from './util/index';\n"
             "export default { trim, x: clone(1) };\n")
-    out, names = middles.qualify_js_imports(text, JS_MODULES)
+    out, names = qualify.qualify_js_imports(text, JS_MODULES)
     assert names == {"clone"}
     assert out == ("import { trim } from './helpers';\nimport * as util from './util/index';\n"
                    "export default { trim, x: util.clone(1) };\n")
