@@ -2,7 +2,7 @@
 
 1. bits per byte of held-out files, scored with the project's other files in the repository cache vs alone;
 2. cross-file identifier completion: at call sites of functions defined only in another file of the project (and
-   named nowhere earlier in the current file), exact match of the completed name and of name + arguments (FIM
+   named nowhere earlier in the current file; Python, and apart Go: a function of the same package), exact match of the completed name and of name + arguments (FIM
    completion through Engine.complete), and "forced": every token of the name has probability > 0.5 when the file
    is read left to right (Engine.score; such a name is what greedy decoding produces), and "typed": exact match
    of the rest of the name once its first TYPED characters are typed (an editor asks again at every keystroke),
@@ -26,6 +26,7 @@ import ast
 import json
 import math
 import random
+import re
 import site
 import sys
 import time
@@ -156,10 +157,43 @@ def completion(engine, path, prefix, suffix, max_tokens=16) -> str:
     return "".join(engine.complete(path, prefix, suffix, max_tokens=max_tokens))
 
 
-def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng) -> dict:
+_GO_FUNC = re.compile(r"^func[ \t]+([A-Za-z_]\w*)[ \t]*[\[(]", re.M)
+_GO_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
+
+
+def go_call_sites(files: list[tuple[str, str]]) -> list[dict]:
+    """Go call sites of functions (no receiver) defined in exactly one other file of the same package (folder),
+    called there without a qualifier, first mention only; test files call, they do not define."""
+    folder = lambda path: path.rsplit("/", 1)[0] if "/" in path else ""
+    defined: dict[str, set[str]] = {}
+    for path, text in files:
+        if path.endswith(".go") and not path.endswith("_test.go"):
+            for m in _GO_FUNC.finditer(text):
+                if len(m.group(1)) > 3:
+                    defined.setdefault(m.group(1), set()).add(path)
+    sites = []
+    for path, text in files:
+        if not path.endswith(".go"):
+            continue
+        seen = set()
+        for m in _GO_CALL.finditer(text):
+            name, start = m.group(1), m.start()
+            where = defined.get(name, ())
+            if name in seen or len(where) != 1 or path in where or folder(next(iter(where))) != folder(path) \
+                    or name in text[:start]:
+                continue
+            seen.add(name)
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            sites.append({"path": path, "name": name, "start": start, "line_rest": text[start:end].rstrip(),
+                          "defined_in": next(iter(where)), "prefix": text[:start], "suffix": text[end:]})
+    return sites
+
+
+def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=call_sites) -> dict:
     cases = []
     for name, files in projects.items():
-        for s in call_sites(files):
+        for s in sites(files):
             cases.append((name, s))
     rng.shuffle(cases)
     cases = sorted(cases[:n_cases], key=lambda c: c[0])
@@ -317,8 +351,13 @@ def main(argv=None) -> int:
     if "crossfile" not in skip:
         py = {k: v for k, v in projects.items() if k.startswith("python:")}
         out["cross_file"] = cf = cross_file(engine_repo, engine_alone, py, args.cases, rng)
-        print(f"cross-file name EM  repo {cf['repo_name_em']:.3f} {cf['repo_name_ci95']}  alone {cf['alone_name_em']:.3f} "
-              f"{cf['alone_name_ci95']}  (n={cf['cases']})", file=sys.stderr)
+        go = {k: v for k, v in projects.items() if k.startswith("go:")}
+        out["cross_file_go"] = cross_file(engine_repo, engine_alone, go, args.cases, random.Random(args.seed + 1),
+                                          sites=go_call_sites)  # its own draws: the later parts stay as they were
+        for key in ("cross_file", "cross_file_go"):
+            cf = out[key]
+            print(f"{key} name EM  repo {cf['repo_name_em']:.3f} {cf['repo_name_ci95']}  alone {cf['alone_name_em']:.3f} "
+                  f"{cf['alone_name_ci95']}  (n={cf['cases']})", file=sys.stderr)
     if "needle" not in skip:
         sizes = [int(s) for s in args.needle_sizes.split(",") if s]
         out["needle"] = needle(engine_repo, engine_alone, projects, sizes, [0.0, 0.25, 0.5, 0.75, 1.0], rng, args.needle_trials)
@@ -335,13 +374,17 @@ def print_table(out: dict) -> None:
     if "bits_per_byte" in out:
         b = out["bits_per_byte"]
         print(f"{'bits per byte (held-out files)':44s} {b['repo_bits_per_byte']:18.3f} {b['alone_bits_per_byte']:18.3f}")
-    if "cross_file" in out:
-        c = out["cross_file"]
-        print(f"{'cross-file name, bits (teacher-forced)':44s} {c['repo_name_bits']:18.2f} {c['alone_name_bits']:18.2f}")
+    for key, label in (("cross_file", "cross-file"), ("cross_file_go", "Go cross-file")):
+        if key not in out:
+            continue
+        c = out[key]
+        print(f"{label + ' name, bits (teacher-forced)':44s} {c['repo_name_bits']:18.2f} {c['alone_name_bits']:18.2f}")
         for kind in ("name", "args", "forced", "typed"):
             r, a = c[f"repo_{kind}_em"], c[f"alone_{kind}_em"]
-            print(f"{'cross-file EM, ' + kind + ' (n=' + str(c['cases']) + ')':44s} "
+            print(f"{label + ' EM, ' + kind + ' (n=' + str(c['cases']) + ')':44s} "
                   f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")
+        print(f"{label + ' paired: right only with the cache / alone':44s} {c['paired']['repo_only']:>18d} "
+              f"{c['paired']['alone_only']:>18d}")
     for size, rows in out.get("needle", {}).items():
         cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['typed']}/{r['forced']}/{r['trials']}" for r in rows)
         print(f"{'needle, ' + size + ' (completed/typed/forced/trials)':44s} {cells}")
