@@ -158,7 +158,7 @@ def call_site_split(text: str, names: set[str], rng: random.Random, prefer: set[
     name = rng.choice(pool)
     spots = found[name]
     uses = [i for i in spots if not on_import_line(text, i)]
-    qualified = [i for i in uses if any(after_qualifier(text, i, q) for q in after)]
+    qualified = [i for i in uses if any(_after_qualifier(text, i, q) for q in after)]
     pick = rng.random()
     if qualified:
         at = qualified[0] if pick < 0.7 else rng.choice(qualified)
@@ -168,7 +168,7 @@ def call_site_split(text: str, names: set[str], rng: random.Random, prefer: set[
     return start, min(_line_end(text, at), max(at + len(name), start + MIDDLE_CHARS)), name
 
 
-def after_qualifier(text: str, i: int, qualifier: str) -> bool:
+def _after_qualifier(text: str, i: int, qualifier: str) -> bool:
     """Whether text[:i] ends with `qualifier` and no longer word holds it (`myhelpers.` is not `helpers.`)."""
     j = i - len(qualifier)
     return j >= 0 and text.startswith(qualifier, j) and not (j > 0 and _is_word(text[j - 1]))

@@ -93,7 +93,6 @@ def qualify_imports(text: str, modules: dict[str, set[str]]) -> tuple[str, set[s
     return text, qualified
 
 
-
 # ---- qualifying imported names (JavaScript / TypeScript) -----------------------------------------------------
 
 _JS_SPECIFIER = r"(?P<quote>['\"])(?P<spec>\.{1,2}/[^'\"\n]*)(?P=quote)"
