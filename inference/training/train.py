@@ -256,6 +256,9 @@ def run(args) -> int:
     minutes = args.minutes
     if args.deadline_minutes:
         minutes = min(minutes, args.deadline_minutes - (time.time() - t0) / 60 - args.reserve_minutes)
+        if minutes <= 0:
+            raise SystemExit(f"--deadline-minutes {args.deadline_minutes}: loading the data took "
+                             f"{(time.time() - t0) / 60:.1f} minutes, leaving no time to train")
         log.info("training for %.2f minutes", minutes)
     tc = TrainConfig(seq_len=args.seq_len, batch=args.batch, lr=args.lr, minutes=minutes, steps=args.steps,
                      warmup_frac=args.warmup_frac, seed=args.seed, log_every=args.log_every,

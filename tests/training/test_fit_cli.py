@@ -30,3 +30,17 @@ def test_fit_then_continue_from_the_checkpoint(tmp_path, tiny_config):
     assert report["steps"] == 3 and all(h["sparse"] for h in report["history"])
     assert any(h["ce_middle"] > 0 for h in report["history"])  # the rows carried FIM middles
     assert (second / "config.json").exists()
+
+
+def test_a_deadline_spent_on_loading_stops_with_a_message(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with lzma.open(data / "train-python.jsonl.xz", "wt", encoding="utf-8") as fh:
+        fh.write(json.dumps({"project": "p", "path": "a.py", "text": "x = 1\n"}) + "\n")
+    try:
+        main(["fit", "--data", str(data), "--python-site", "none", "--out", str(tmp_path / "o"), "--device", "cpu",
+              "--deadline-minutes", "0.0001", "--reserve-minutes", "0"])
+    except SystemExit as stop:
+        assert "leaving no time to train" in str(stop.code)
+    else:
+        raise AssertionError("fit trained with no time left")
