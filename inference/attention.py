@@ -371,7 +371,9 @@ def _class_sizes(counts: torch.Tensor, min_rows: int, steps: int) -> torch.Tenso
 def _page_rows(pool: PagePool, layer: int, page_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 K and V [len(page_rows), PAGE, d] of (page, KV head) rows page * Hkv + head of one layer's pool."""
     d = pool.k.shape[-1]
-    return tuple(x[layer].reshape(-1, PAGE, d).index_select(0, page_rows).float() for x in (pool.k, pool.v))
+    # rows as flat vectors: one copy per row (~3x faster on CPU than gathering [PAGE, d] slices)
+    return tuple(x[layer].reshape(-1, PAGE * d).index_select(0, page_rows).view(-1, PAGE, d).float()
+                 for x in (pool.k, pool.v))
 
 
 def attend_selected(q, pool: PagePool, layer: int, view: RepoView, selected: torch.Tensor, *, min_rows: int = 4,
