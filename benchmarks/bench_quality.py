@@ -14,6 +14,10 @@
 4. module binding: six module files each defining one fresh name, a live file that imports one of them and asks at
    `module.`: how often that module's name is the likeliest of the six (chance 1 in 6), and exact match.
 
+Completions are the server's: after `module.` of an imported repository module the engine holds the name to that
+module's names (inference/member_names.py); `--member-names off` measures the model alone (the likelihoods,
+"forced" and the binding's ranking are the model's either way).  "member sites" counts the cases where that applied.
+
 Held-out projects are the ones inference/training/corpus.py lists (never trained on): by default the Python ones
 installed in this interpreter's site-packages; --data adds `msa-lsp train corpus` output (heldout.jsonl.xz).
 Prints a table and ends with one JSON line.  Usage: python benchmarks/bench_quality.py [--model DIR] [--quick]
@@ -200,6 +204,7 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=cal
     hits = {arm: {"name": 0, "args": 0, "forced": 0, "typed": 0} for arm in ("repo", "alone")}
     name_bits = {"repo": 0.0, "alone": 0.0}
     paired = {"repo_only": 0, "alone_only": 0}
+    member_sites = {"repo": 0, "alone": 0}
     current, examples = None, []
     for i, (name, s) in enumerate(cases):
         if i % 10 == 0:
@@ -211,6 +216,7 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=cal
         for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
             out = completion(eng, s["path"], s["prefix"], s["suffix"]).split("\n")[0]
             ok_name = _completes(out, s["name"])
+            member_sites[arm] += eng.last_stats["member_names"] > 0
             hits[arm]["name"] += ok_name
             typed = completion(eng, s["path"], s["prefix"] + s["name"][:TYPED], s["suffix"]).split("\n")[0]
             hits[arm]["typed"] += _completes(typed, s["name"][TYPED:])
@@ -224,7 +230,7 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=cal
         paired["repo_only"] += got["repo"] and not got["alone"]
         paired["alone_only"] += got["alone"] and not got["repo"]
     n = len(cases)
-    result = {"cases": n, "paired": paired, "examples": examples,
+    result = {"cases": n, "paired": paired, "examples": examples, "member_sites": member_sites,
               **{f"{arm}_name_bits": round(v / max(n, 1), 3) for arm, v in name_bits.items()}}
     for arm in hits:
         for kind in ("name", "args", "forced", "typed"):
@@ -332,6 +338,8 @@ def main(argv=None) -> int:
     ap.add_argument("--binding-trials", type=int, default=24)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: bpb,crossfile,needle,binding")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--member-names", choices=("on", "off"), default="on",
+                    help="hold a name after `module.` to the module's names, as the server does (default on)")
     args = ap.parse_args(argv)
     from inference.engine import Engine
 
@@ -339,9 +347,11 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     skip = set(filter(None, args.skip.split(",")))
     projects = heldout_projects(args.data)
-    engine_repo = Engine(args.model, device=args.device, cache_max_bytes=0)
-    engine_alone = Engine(args.model, device=args.device)
+    member_names = args.member_names == "on"
+    engine_repo = Engine(args.model, device=args.device, cache_max_bytes=0, member_names=member_names)
+    engine_alone = Engine(args.model, device=args.device, member_names=member_names)
     out = {"model": engine_repo.info()["model"], "params": engine_repo.info()["params"], "device": args.device,
+           "member_names": args.member_names,
            "heldout_projects": sorted(projects)}
     t0 = time.time()
     if "bpb" not in skip:
@@ -385,6 +395,8 @@ def print_table(out: dict) -> None:
                   f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")
         print(f"{label + ' paired: right only with the cache / alone':44s} {c['paired']['repo_only']:>18d} "
               f"{c['paired']['alone_only']:>18d}")
+        print(f"{label + ' member sites (names held, --member-names)':44s} {c['member_sites']['repo']:>18d} "
+              f"{c['member_sites']['alone']:>18d}")
     for size, rows in out.get("needle", {}).items():
         cells = "  ".join(f"{int(r['depth'] * 100)}%:{r['exact']}/{r['typed']}/{r['forced']}/{r['trials']}" for r in rows)
         print(f"{'needle, ' + size + ' (completed/typed/forced/trials)':44s} {cells}")

@@ -241,6 +241,7 @@ class ContextParallelEngine(Engine):
             plan["add"][rank].append(tuple(entry))
         plan["order"] = list(self.global_files)
         results = self._apply(plan)["results"]
+        self.modules.update([(path, text) for path, _, text in add], drop)
         out = {k: sum(r[k] for r in results) for k in ("prefilled_tokens", "reused_segments", "loaded_from_disk")}
         out["reused_segments"] -= world - 1  # every rank re-checks its own copy of the shared prefix
         out["segments"] = sum(r["segments"] for r in results)

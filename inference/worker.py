@@ -414,7 +414,8 @@ def _check_model_dir(model: str | None) -> None:
 
 def engine_options(args) -> dict:
     options = {"device": args.device, "layout": args.layout, "attention": args.attention,
-               "top_k_blocks": args.top_k, "cache_dir": args.cache_dir, "repo_name": args.repo_name}
+               "top_k_blocks": args.top_k, "cache_dir": args.cache_dir, "repo_name": args.repo_name,
+               "member_names": args.member_names == "on"}
     if args.cache_max_gib is not None:
         options["cache_max_bytes"] = int(args.cache_max_gib * 2**30)
     return options

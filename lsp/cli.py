@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--attention", choices=["sparse", "dense"], default="sparse")
     worker.add_argument("--top-k", type=int, default=16, help="MSA blocks read per query (incl. the local one)")
     worker.add_argument("--repo-name", default="repo", help="repository name in the shared prefix")
+    worker.add_argument("--member-names", choices=["on", "off"], default="on",
+                        help="after `module.` of an imported repository module, complete one of its names")
     worker.add_argument("--cache-max-gib", type=float, help="size cap of --cache-dir")
     worker.add_argument("--max-frame-bytes", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (spawned workers)")

@@ -151,6 +151,20 @@ async def test_clients_with_ghost_text_get_no_duplicate_completion_item(client: 
     assert listed.items and not [item for item in listed.items if item.detail == "msa-lsp model"]
 
 
+async def test_a_member_of_an_imported_repository_module_is_one_it_defines(client: LanguageClient):
+    calls = client.root / "calls.py"
+    text = "import util\n\n\ndef main():\n    return util."
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+        uri=calls.as_uri(), language_id="python", version=1, text=text)))
+    end = types.Position(line=4, character=len("    return util."))
+    result = await asyncio.wait_for(client.text_document_inline_completion_async(types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=calls.as_uri()), position=end,
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked))), WAIT_S)
+    items = result.items if isinstance(result, types.InlineCompletionList) else result
+    assert items and items[0].insert_text.startswith("helper")  # util.py's only function
+    assert not items[0].insert_text[len("helper"):][:1].isidentifier()
+
+
 def send(client, params, msg_id: str) -> asyncio.Task:
     """Sends an inlineCompletion request now (pytest-lsp sends only once the coroutine runs)."""
     return asyncio.ensure_future(client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION, params,

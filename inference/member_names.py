@@ -1,0 +1,138 @@
+"""Completing a repository module's member: after `helpers.` (or `engine::`), where the live file imports
+`helpers` and a repository file is the module `helpers`, the first name the model writes is held to the names
+that module defines, so that the completion calls a function that exists.
+
+The modules come from the repository's files as the cache holds them (inference/file_summary.py gives each file's
+qualifier and top-level public names; files sharing a qualifier, such as a Go package's files, pool their names;
+a Python package's __init__.py also lends the names it imports and its folder's module stems).  A member site is
+a prompt ending in `qualifier.` or `qualifier::` where the qualifier stands on an import line of the live file
+(`import`, `from`, `use`, `require(`, a Go import path), in the prompt or in the file as the repository last
+synced it (a prompt's window may start below the imports).  While the name is being written, the tokens that would
+leave every module name are masked out.  At the name's first token, when none of the model's likeliest tokens fits,
+or the best that fits is far less likely than the model's choice (MAX_DEFICIT nats: a name the summary does not
+list, such as an attribute set at run time), the model writes freely; a name begun is finished.  Not its job: sampling, or the symbol index of
+the language server (lsp/index/).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+import torch
+
+from inference.file_summary import qualifier, top_level_names
+
+CANDIDATES = 512  # the model's likeliest tokens that are checked at each step of a name
+MAX_DEFICIT = 8.0  # nats: a fitting token this much less likely than the model's choice lets the model write freely
+_SITE = re.compile(r"(?<![\w$])([A-Za-z_$][\w$]*)(\.|::)$")
+_PY_IMPORTED = re.compile(r"^(?:from[ \t]+\S+[ \t]+)?import[ \t]+(.+)$", re.M)
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from|use|pub[ \t]+use)\b.*$|^.*\brequire\(.*$"
+                          r"|^[ \t]*(?:[\w.]+[ \t]+)?\"[^\"\n]*\"[ \t]*$", re.M)
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch in "_$"
+
+
+def _imports(text: str, name: str) -> bool:
+    """`text` names `name` on an import line."""
+    word = re.escape(name)
+    return re.search(rf"^[ \t]*(?:import|from|use|pub[ \t]+use)\b.*(?<![\w$]){word}(?![\w$])"
+                     rf"|\brequire\(.*(?<![\w$]){word}(?![\w$])"
+                     rf"|^[ \t]*(?:[\w.]+[ \t]+)?\"[^\"\n]*(?<![\w$]){word}\"[ \t]*$", text, re.M) is not None
+
+
+class ModuleNames:
+    """qualifier word -> the names its repository module(s) define, kept in step with the repository."""
+
+    def __init__(self):
+        self._by_path: dict[str, tuple[str, set[str]]] = {}
+        self._import_lines: dict[str, str] = {}  # path -> its import lines, as last synced
+        self._merged: dict[str, list[str]] | None = None
+
+    def update(self, add: list[tuple[str, str]], drop: list[str]) -> None:
+        """add: [(path, text)]; drop: [path]."""
+        for path in drop:
+            self._by_path.pop(path, None)
+            self._import_lines.pop(path, None)
+        for path, text in add:
+            self._import_lines[path] = "\n".join(m.group(0) for m in _IMPORT_LINE.finditer(text))
+            lead = qualifier(path, text)
+            if lead is None:
+                self._by_path.pop(path, None)
+                continue
+            names = set(top_level_names(path, text))
+            if path.endswith("__init__.py"):
+                for found in _PY_IMPORTED.finditer(text):
+                    names.update(n for n in re.findall(r"(?:\bas[ \t]+)?([A-Za-z]\w*)", found.group(1)) if n != "as")
+            self._by_path[path] = (lead.rstrip(".:"), names)
+        self._merged = None
+
+    def names(self, word: str) -> list[str]:
+        """Sorted names of the modules called `word` ([] when no repository module is)."""
+        if self._merged is None:
+            merged: dict[str, set[str]] = {}
+            for path, (lead, names) in self._by_path.items():
+                merged.setdefault(lead, set()).update(names)
+                parts = path.split("/")
+                if path.endswith("__init__.py") and len(parts) > 1:  # the package's modules are members too
+                    folder = path[: -len("__init__.py")]
+                    merged[lead].update(p[len(folder):].split("/", 1)[0].removesuffix(".py") for p in self._by_path
+                                        if p.startswith(folder) and p != path)
+            self._merged = {lead: sorted(n for n in names if n) for lead, names in merged.items()}
+        return self._merged.get(word, [])
+
+    def site(self, prompt: str, path: str | None = None) -> list[str]:
+        """The names a member written right after `prompt` (in the file `path`) may take, or [] when the prompt
+        ends elsewhere."""
+        found = _SITE.search(prompt)
+        if found is None:
+            return []
+        word = found.group(1)
+        names = self.names(word)
+        if names and (_imports(prompt, word) or _imports(self._import_lines.get(path, ""), word)):
+            return names
+        return []
+
+
+class MemberConstraint:
+    """Masks logits, step by step, to the tokens that keep the member being written one of `names` (sorted)."""
+
+    def __init__(self, names: list[str], token_texts: list[str]):
+        self.names, self.texts, self._set = names, token_texts, set(names)
+        self.word = ""  # what has been written of the member so far
+        self.active = True
+        self.applied = 0  # steps at which the mask was applied
+
+    def _fits(self, text: str) -> bool:
+        s = self.word + text
+        end = next((i for i, ch in enumerate(s) if not _is_word(ch)), None)
+        if end is None:  # still inside the name: some name must start with it
+            i = bisect.bisect_left(self.names, s)
+            return i < len(self.names) and self.names[i].startswith(s)
+        return end > 0 and s[:end] in self._set
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return logits
+        top = torch.topk(logits, min(CANDIDATES, logits.numel()))
+        fitting = [tid for value, tid in zip(top.values.tolist(), top.indices.tolist())
+                   if value != float("-inf") and tid < len(self.texts) and self._fits(self.texts[tid])]
+        if not self.word and (not fitting or float(logits[fitting[0]]) < float(top.values[0]) - MAX_DEFICIT):
+            self.active = False  # the model means something else: it writes freely
+            return logits
+        if not fitting:  # a name begun is finished: its next characters, whatever their rank
+            fitting = [tid for tid, text in enumerate(self.texts) if text and self._fits(text)]
+        self.applied += 1
+        index = torch.tensor(fitting, device=logits.device)
+        out = torch.full_like(logits, float("-inf"))
+        out[index] = logits[index]
+        return out
+
+    def advance(self, piece: str) -> None:
+        """Records the text a chosen token wrote; the constraint ends with the name."""
+        if self.active:
+            self.word += piece
+            if any(not _is_word(ch) for ch in self.word):
+                self.active = False
