@@ -81,6 +81,9 @@ def load_projects(data_dir: Path, python_site: str | None, python_bytes: int, ma
             if used >= python_bytes + python_skip_bytes:
                 break
         log.info("python from %s: %d bytes, %s", python_site, used, stats)
+        if python_bytes > 0 and used <= python_skip_bytes:
+            raise SystemExit(f"--python-skip-mb {python_skip_bytes / 1e6:g} skips all {used / 1e6:.0f} MB of Python "
+                             f"in {python_site}: no Python would be trained on")
     return projects
 
 

@@ -44,3 +44,22 @@ def test_a_deadline_spent_on_loading_stops_with_a_message(tmp_path):
         assert "leaving no time to train" in str(stop.code)
     else:
         raise AssertionError("fit trained with no time left")
+
+
+def test_skipping_past_all_the_python_stops_with_a_message(tmp_path):
+    from inference.training.train import load_projects
+
+    site = tmp_path / "site-packages" / "demo"
+    site.mkdir(parents=True)
+    for i in range(3):
+        (site / f"mod{i}.py").write_text("".join(f"def function_{i}_{j}(value):\n    return value + {j}\n\n\n"
+                                                 for j in range(40)))
+    data = tmp_path / "data"
+    data.mkdir()
+    assert any(key.startswith("python:") for key in load_projects(data, str(site.parent), 10**6, 10**6))
+    try:
+        load_projects(data, str(site.parent), 10**6, 10**6, python_skip_bytes=10**9)
+    except SystemExit as stop:
+        assert "no Python would be trained on" in str(stop.code)
+    else:
+        raise AssertionError("a skip past all the Python went unnoticed")
