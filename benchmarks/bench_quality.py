@@ -338,6 +338,8 @@ def main(argv=None) -> int:
     ap.add_argument("--binding-trials", type=int, default=24)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: bpb,crossfile,needle,binding")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--live-window", default="", metavar="PREFIX,SUFFIX",
+                    help="the completion prompt's window in tokens (default: the engine's for the device)")
     ap.add_argument("--member-names", choices=("on", "off"), default="on",
                     help="hold a name after `module.` to the module's names, as the server does (default on)")
     args = ap.parse_args(argv)
@@ -347,11 +349,13 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     skip = set(filter(None, args.skip.split(",")))
     projects = heldout_projects(args.data)
-    member_names = args.member_names == "on"
-    engine_repo = Engine(args.model, device=args.device, cache_max_bytes=0, member_names=member_names)
-    engine_alone = Engine(args.model, device=args.device, member_names=member_names)
+    knobs = {"member_names": args.member_names == "on"}
+    if args.live_window:
+        knobs["live_window"] = tuple(int(x) for x in args.live_window.split(","))
+    engine_repo = Engine(args.model, device=args.device, cache_max_bytes=0, **knobs)
+    engine_alone = Engine(args.model, device=args.device, **knobs)
     out = {"model": engine_repo.info()["model"], "params": engine_repo.info()["params"], "device": args.device,
-           "member_names": args.member_names,
+           "member_names": args.member_names, "live_window": list(engine_repo.live_window),
            "heldout_projects": sorted(projects)}
     t0 = time.time()
     if "bpb" not in skip:
