@@ -8,10 +8,11 @@ a Python package's __init__.py also lends the names it imports and its folder's 
 a prompt ending in `qualifier.` or `qualifier::` where the qualifier stands on an import line of the live file
 (`import`, `from`, `use`, `require(`, a Go import path), in the prompt or in the file as the repository last
 synced it (a prompt's window may start below the imports).  While the name is being written, the tokens that would
-leave every module name are masked out.  At the name's first token, when none of the model's likeliest tokens fits,
-or the best that fits is far less likely than the model's choice (MAX_DEFICIT nats: a name the summary does not
-list, such as an attribute set at run time), the model writes freely; a name begun is finished.  Not its job: sampling, or the symbol index of
-the language server (lsp/index/).
+leave every module name are masked out, and once the name begun can only be one of them, its rest is written in
+the longest tokens that spell it.  At the name's first token, when none of the model's likeliest tokens fits, or
+the best that fits is far less likely than the model's choice (MAX_DEFICIT nats: a name the summary does not list,
+such as an attribute set at run time), the model writes freely; a name begun is finished.  Not its job: sampling,
+or the symbol index of the language server (lsp/index/).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from inference.file_summary import qualifier, top_level_names
 
 CANDIDATES = 512  # the model's likeliest tokens that are checked at each step of a name
+MAX_PIECE = 32  # characters of the longest token text looked up when one name is left
 MAX_DEFICIT = 8.0  # nats: a fitting token this much less likely than the model's choice lets the model write freely
 _SITE = re.compile(r"(?<![\w$])([A-Za-z_$][\w$]*)(\.|::)$")
 _PY_IMPORTED = re.compile(r"^(?:from[ \t]+\S+[ \t]+)?import[ \t]+(.+)$", re.M)
@@ -99,8 +101,8 @@ class ModuleNames:
 class MemberConstraint:
     """Masks logits, step by step, to the tokens that keep the member being written one of `names` (sorted)."""
 
-    def __init__(self, names: list[str], token_texts: list[str]):
-        self.names, self.texts, self._set = names, token_texts, set(names)
+    def __init__(self, names: list[str], token_texts: list[str], token_ids: dict[str, int]):
+        self.names, self.texts, self.ids, self._set = names, token_texts, token_ids, set(names)
         self.word = ""  # what has been written of the member so far
         self.active = True
         self.applied = 0  # steps at which the mask was applied
@@ -113,6 +115,21 @@ class MemberConstraint:
             return i < len(self.names) and self.names[i].startswith(s)
         return end > 0 and s[:end] in self._set
 
+    def _only_name(self) -> str | None:
+        """The one name that begins with what has been written, when just one does."""
+        i = bisect.bisect_left(self.names, self.word)
+        if i < len(self.names) and self.names[i].startswith(self.word):
+            if not (i + 1 < len(self.names) and self.names[i + 1].startswith(self.word)):
+                return self.names[i]
+        return None
+
+    def _longest_piece(self, rest: str) -> int | None:
+        """The token spelling the longest start of `rest`."""
+        for n in range(min(len(rest), MAX_PIECE), 0, -1):
+            if rest[:n] in self.ids:
+                return self.ids[rest[:n]]
+        return None
+
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return logits
@@ -122,7 +139,11 @@ class MemberConstraint:
         if not self.word and (not fitting or float(logits[fitting[0]]) < float(top.values[0]) - MAX_DEFICIT):
             self.active = False  # the model means something else: it writes freely
             return logits
-        if not fitting:  # a name begun is finished: its next characters, whatever their rank
+        only = self._only_name() if self.word else None
+        piece = self._longest_piece(only[len(self.word):]) if only and len(only) > len(self.word) else None
+        if piece is not None:  # one name left: its rest in the longest pieces the vocabulary has
+            fitting = [piece]
+        elif not fitting:  # a name begun is finished: its next characters, whatever their rank
             fitting = [tid for tid, text in enumerate(self.texts) if text and self._fits(text)]
         self.applied += 1
         index = torch.tensor(fitting, device=logits.device)

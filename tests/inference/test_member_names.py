@@ -47,7 +47,8 @@ def test_a_package_lends_its_imports_and_modules():
 
 
 TEXTS = ["trim", "_lines", "(", "x", " ", "tri", "m_lines(", "Inv", "oice", "zzz", "t", "r", "i", "m", "_", "l", "n",
-         "e", "s"]
+         "e", "s", "rim_li"]
+IDS = {text: tid for tid, text in enumerate(TEXTS)}
 
 
 def _logits(best: str, also: dict[str, float] | None = None) -> torch.Tensor:
@@ -59,7 +60,7 @@ def _logits(best: str, also: dict[str, float] | None = None) -> torch.Tensor:
 
 
 def test_the_mask_keeps_the_name_and_lets_it_end():
-    member = MemberConstraint(["Invoice", "trim_lines"], TEXTS)
+    member = MemberConstraint(["Invoice", "trim_lines"], TEXTS, IDS)
     masked = member.mask(_logits("zzz", {"trim": 5.0}))  # the model prefers a name the module lacks
     assert TEXTS[int(masked.argmax())] == "trim" and masked[TEXTS.index("zzz")] == float("-inf")
     member.advance("trim")
@@ -72,14 +73,14 @@ def test_the_mask_keeps_the_name_and_lets_it_end():
 
 
 def test_the_model_writes_freely_when_no_name_is_near_its_choice():
-    member = MemberConstraint(["trim_lines"], TEXTS)
+    member = MemberConstraint(["trim_lines"], TEXTS, IDS)
     logits = _logits("zzz", {"tri": 10.0 - 9.0})  # 9 nats behind
     assert torch.equal(member.mask(logits), logits) and not member.active
 
 
 def test_a_name_begun_is_finished_even_past_the_likeliest_tokens(monkeypatch):
     monkeypatch.setattr(member_names, "CANDIDATES", 2)  # "l" is not among the two likeliest
-    member = MemberConstraint(["trim_lines"], TEXTS)
+    member = MemberConstraint(["trim_lines"], TEXTS, IDS)
     member.advance("trim_")
     logits = torch.full((len(TEXTS),), -1e9)
     logits[TEXTS.index("zzz")] = 0.0
@@ -100,3 +101,10 @@ def test_the_engine_completes_a_member_of_the_imported_module(tiny_models):
     engine.member_names = False
     "".join(engine.complete("billing/main.py", prefix, "\n", max_tokens=4))
     assert engine.last_stats["member_names"] == 0 and engine.last_stats["member_steps"] == 0
+
+
+def test_once_one_name_is_left_its_rest_comes_in_the_longest_pieces():
+    member = MemberConstraint(["Invoice", "trim_lines"], TEXTS, IDS)
+    member.advance("t")  # only trim_lines begins so
+    masked = member.mask(_logits("r"))  # the model would spell it letter by letter
+    assert TEXTS[int(masked.argmax())] == "rim_li" and masked[TEXTS.index("r")] == float("-inf")
