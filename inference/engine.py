@@ -203,13 +203,13 @@ class Engine:
         return result
 
     def _member_constraint(self, path: str, prompt: str) -> MemberConstraint | None:
-        names = self.modules.site(prompt, path) if self.member_names else []
+        names, spelled = self.modules.site(prompt, path) if self.member_names else ([], [])
         if not names:
             return None
         if self._token_texts is None:
             self._token_texts = [self.tok.decode([tid]) for tid in range(max(self.tok.vocab.values()) + 1)]
             self._token_ids = {text: tid for tid, text in enumerate(self._token_texts) if text}
-        return MemberConstraint(names, self._token_texts, self._token_ids)
+        return MemberConstraint(names, spelled, self._token_texts, self._token_ids)
 
     # ---- forward over the tail --------------------------------------------------------------------------
     def _run_tail(self, new_ids: list[int], start: int, repo_attn: RepoAttention, logits: str) -> torch.Tensor:

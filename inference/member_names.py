@@ -9,10 +9,11 @@ a prompt ending in `qualifier.` or `qualifier::` where the qualifier stands on a
 (`import`, `from`, `use`, `require(`, a Go import path), in the prompt or in the file as the repository last
 synced it (a prompt's window may start below the imports).  While the name is being written, the tokens that would
 leave every module name are masked out, and once the name begun can only be one of them, its rest is written in
-the longest tokens that spell it.  At the name's first token, when none of the model's likeliest tokens fits, or
-the best that fits is far less likely than the model's choice (MAX_DEFICIT nats: a name the summary does not list,
-such as an attribute set at run time), the model writes freely; a name begun is finished.  Not its job: sampling,
-or the symbol index of the language server (lsp/index/).
+the longest tokens that spell it.  The summary can miss members (a Go `const (` block, a re-export, an attribute
+set at run time), so at the name's first token, when the model's choice starts an identifier the module's source
+spells but does not list, and nothing listed is near it (MAX_DEFICIT nats), the model writes freely; a module
+that re-exports wholesale (`import *`) holds no names.  A name begun is finished.  Not its job: sampling, or the
+symbol index of the language server (lsp/index/).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ MAX_PIECE = 32  # characters of the longest token text looked up when one name i
 MAX_DEFICIT = 8.0  # nats: a fitting token this much less likely than the model's choice lets the model write freely
 _SITE = re.compile(r"(?<![\w$])([A-Za-z_$][\w$]*)(\.|::)$")
 _PY_IMPORTED = re.compile(r"^(?:from[ \t]+\S+[ \t]+)?import[ \t]+(.+)$", re.M)
+_WORD = re.compile(r"[A-Za-z_$][\w$]*")
+_STAR = re.compile(r"^[ \t]*(?:from[ \t]+\S+[ \t]+import[ \t]+\*|export[ \t]+\*|pub[ \t]+use[ \t].*::\*)", re.M)
 _IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from|use|pub[ \t]+use)\b.*$|^.*\brequire\(.*$"
                           r"|^[ \t]*(?:[\w.]+[ \t]+)?\"[^\"\n]*\"[ \t]*$", re.M)
 
@@ -46,12 +49,14 @@ def _imports(text: str, name: str) -> bool:
 
 
 class ModuleNames:
-    """qualifier word -> the names its repository module(s) define, kept in step with the repository."""
+    """qualifier word -> the names its repository module(s) define, and every identifier their source spells, kept in
+    step with the repository.  A module that re-exports another's names wholesale (`import *`, `export *`) is open:
+    no names are held for it."""
 
     def __init__(self):
-        self._by_path: dict[str, tuple[str, set[str]]] = {}
+        self._by_path: dict[str, tuple[str, set[str], set[str], bool]] = {}  # path -> (qualifier, names, spelled, open)
         self._import_lines: dict[str, str] = {}  # path -> its import lines, as last synced
-        self._merged: dict[str, list[str]] | None = None
+        self._merged: dict[str, tuple[list[str], list[str]]] | None = None
 
     def update(self, add: list[tuple[str, str]], drop: list[str]) -> None:
         """add: [(path, text)]; drop: [path]."""
@@ -68,41 +73,51 @@ class ModuleNames:
             if path.endswith("__init__.py"):
                 for found in _PY_IMPORTED.finditer(text):
                     names.update(n for n in re.findall(r"(?:\bas[ \t]+)?([A-Za-z]\w*)", found.group(1)) if n != "as")
-            self._by_path[path] = (lead.rstrip(".:"), names)
+            self._by_path[path] = (lead.rstrip(".:"), names, set(_WORD.findall(text)), bool(_STAR.search(text)))
         self._merged = None
 
-    def names(self, word: str) -> list[str]:
-        """Sorted names of the modules called `word` ([] when no repository module is)."""
+    def _lookup(self, word: str) -> tuple[list[str], list[str]]:
         if self._merged is None:
-            merged: dict[str, set[str]] = {}
-            for path, (lead, names) in self._by_path.items():
-                merged.setdefault(lead, set()).update(names)
-                parts = path.split("/")
-                if path.endswith("__init__.py") and len(parts) > 1:  # the package's modules are members too
+            names: dict[str, set[str]] = {}
+            spelled: dict[str, set[str]] = {}
+            open_ended = set()
+            for path, (lead, defined, words, star) in self._by_path.items():
+                names.setdefault(lead, set()).update(defined)
+                spelled.setdefault(lead, set()).update(words)
+                if star:
+                    open_ended.add(lead)
+                if path.endswith("__init__.py") and "/" in path:  # the package's modules are members too
                     folder = path[: -len("__init__.py")]
-                    merged[lead].update(p[len(folder):].split("/", 1)[0].removesuffix(".py") for p in self._by_path
-                                        if p.startswith(folder) and p != path)
-            self._merged = {lead: sorted(n for n in names if n) for lead, names in merged.items()}
-        return self._merged.get(word, [])
+                    names[lead].update(p[len(folder):].split("/", 1)[0].removesuffix(".py") for p in self._by_path
+                                       if p.startswith(folder) and p != path)
+            self._merged = {lead: ([], []) if lead in open_ended else
+                            (sorted(n for n in defined if n), sorted(spelled[lead] | defined))
+                            for lead, defined in names.items()}
+        return self._merged.get(word, ([], []))
 
-    def site(self, prompt: str, path: str | None = None) -> list[str]:
-        """The names a member written right after `prompt` (in the file `path`) may take, or [] when the prompt
-        ends elsewhere."""
+    def names(self, word: str) -> list[str]:
+        """Sorted names of the modules called `word` ([] when no repository module is, or one is open)."""
+        return self._lookup(word)[0]
+
+    def site(self, prompt: str, path: str | None = None) -> tuple[list[str], list[str]]:
+        """(the names a member written right after `prompt`, in the file `path`, may take; every identifier the
+        module's source spells), or ([], []) when the prompt ends elsewhere."""
         found = _SITE.search(prompt)
         if found is None:
-            return []
+            return [], []
         word = found.group(1)
-        names = self.names(word)
+        names, spelled = self._lookup(word)
         if names and (_imports(prompt, word) or _imports(self._import_lines.get(path, ""), word)):
-            return names
-        return []
+            return names, spelled
+        return [], []
 
 
 class MemberConstraint:
     """Masks logits, step by step, to the tokens that keep the member being written one of `names` (sorted)."""
 
-    def __init__(self, names: list[str], token_texts: list[str], token_ids: dict[str, int]):
-        self.names, self.texts, self.ids, self._set = names, token_texts, token_ids, set(names)
+    def __init__(self, names: list[str], spelled: list[str], token_texts: list[str], token_ids: dict[str, int]):
+        self.names, self.spelled, self._set = names, spelled, set(names)  # both sorted
+        self.texts, self.ids = token_texts, token_ids
         self.word = ""  # what has been written of the member so far
         self.active = True
         self.applied = 0  # steps at which the mask was applied
@@ -111,9 +126,19 @@ class MemberConstraint:
         s = self.word + text
         end = next((i for i, ch in enumerate(s) if not _is_word(ch)), None)
         if end is None:  # still inside the name: some name must start with it
-            i = bisect.bisect_left(self.names, s)
-            return i < len(self.names) and self.names[i].startswith(s)
+            return self._starts_one(self.names, s)
         return end > 0 and s[:end] in self._set
+
+    @staticmethod
+    def _starts_one(words: list[str], start: str) -> bool:
+        i = bisect.bisect_left(words, start)
+        return i < len(words) and words[i].startswith(start)
+
+    def _could_be_unlisted(self, text: str) -> bool:
+        """A token the model prefers starts an identifier the module spells but does not list (a name in a grouped
+        declaration, a re-export, an attribute set at run time)."""
+        start = text[: next((i for i, ch in enumerate(text) if not _is_word(ch)), len(text))]
+        return bool(start) and self._starts_one(self.spelled, start)
 
     def _only_name(self) -> str | None:
         """The one name that begins with what has been written, when just one does."""
@@ -136,14 +161,16 @@ class MemberConstraint:
         top = torch.topk(logits, min(CANDIDATES, logits.numel()))
         fitting = [tid for value, tid in zip(top.values.tolist(), top.indices.tolist())
                    if value != float("-inf") and tid < len(self.texts) and self._fits(self.texts[tid])]
-        if not self.word and (not fitting or float(logits[fitting[0]]) < float(top.values[0]) - MAX_DEFICIT):
-            self.active = False  # the model means something else: it writes freely
+        best = int(top.indices[0])
+        if not self.word and (not fitting or fitting[0] != best) and self._could_be_unlisted(self.texts[best]) and (
+                not fitting or float(logits[fitting[0]]) < float(top.values[0]) - MAX_DEFICIT):
+            self.active = False  # the model means a name the summary may have missed: it writes freely
             return logits
         only = self._only_name() if self.word else None
         piece = self._longest_piece(only[len(self.word):]) if only and len(only) > len(self.word) else None
         if piece is not None:  # one name left: its rest in the longest pieces the vocabulary has
             fitting = [piece]
-        elif not fitting:  # a name begun is finished: its next characters, whatever their rank
+        elif not fitting:  # a name is written, whatever the rank of its characters
             fitting = [tid for tid, text in enumerate(self.texts) if text and self._fits(text)]
         self.applied += 1
         index = torch.tensor(fitting, device=logits.device)

@@ -14,16 +14,17 @@ HELPERS = "RATE = 3\n\n\ndef trim_lines(x):\n    return x\n\n\nclass Invoice:\n 
 def test_a_member_site_needs_the_module_imported_in_the_live_file():
     modules = ModuleNames()
     modules.update([("billing/helpers.py", HELPERS), ("README.md", "# helpers")], [])
-    assert modules.site("from billing import helpers\n\nx = helpers.") == ["Invoice", "RATE", "trim_lines"]
-    assert modules.site("import billing.helpers as helpers\nhelpers.") == ["Invoice", "RATE", "trim_lines"]
-    assert modules.site("x = helpers.") == []  # not imported: a variable that happens to share the name
-    assert modules.site("from billing import helpers\nx = helpers.trim") == []  # not right after the dot
-    assert modules.site("import ledger\nledger.") == []  # no such module in the repository
+    assert modules.site("from billing import helpers\n\nx = helpers.")[0] == ["Invoice", "RATE", "trim_lines"]
+    assert modules.site("import billing.helpers as helpers\nhelpers.")[0] == ["Invoice", "RATE", "trim_lines"]
+    assert modules.site("x = helpers.")[0] == []  # not imported: a variable that happens to share the name
+    assert modules.site("from billing import helpers\nx = helpers.trim")[0] == []  # not right after the dot
+    assert modules.site("import ledger\nledger.")[0] == []  # no such module in the repository
     modules.update([("billing/main.py", "from billing import helpers\n" + "x = 1\n" * 200)], [])
-    assert modules.site("x = 1\nhelpers.", "billing/main.py") == ["Invoice", "RATE", "trim_lines"]  # imports above the window
-    assert modules.site("x = 1\nhelpers.", "billing/other.py") == []
+    # the prompt's window starts below the imports: the live file as last synced has them
+    assert modules.site("x = 1\nhelpers.", "billing/main.py")[0] == ["Invoice", "RATE", "trim_lines"]
+    assert modules.site("x = 1\nhelpers.", "billing/other.py")[0] == []
     modules.update([], ["billing/helpers.py"])
-    assert modules.site("from billing import helpers\nhelpers.") == []
+    assert modules.site("from billing import helpers\nhelpers.")[0] == []
 
 
 def test_go_packages_pool_their_files_and_rust_and_js_imports_count():
@@ -33,16 +34,16 @@ def test_go_packages_pool_their_files_and_rust_and_js_imports_count():
                     ("src/table.rs", "pub fn parse() {}\nfn hidden() {}\n"),
                     ("lib/fmt.js", "export function pad(s) {}\n")], [])
     go = 'package main\n\nimport (\n\t"example.com/app/srv"\n)\n\nfunc main() {\n\tsrv.'
-    assert modules.site(go) == ["ParseHeader", "Serve"]
-    assert modules.site("use crate::table;\n\nfn main() {\n    table::") == ["parse"]
-    assert modules.site("const fmt = require('./lib/fmt');\nfmt.") == ["pad"]
+    assert modules.site(go)[0] == ["ParseHeader", "Serve"]
+    assert modules.site("use crate::table;\n\nfn main() {\n    table::")[0] == ["parse"]
+    assert modules.site("const fmt = require('./lib/fmt');\nfmt.")[0] == ["pad"]
 
 
 def test_a_package_lends_its_imports_and_modules():
     modules = ModuleNames()
     modules.update([("billing/__init__.py", "from .rates import convert as convert_amount\n"),
                     ("billing/rates.py", "def convert():\n    pass\n")], [])
-    names = modules.site("import billing\nbilling.")
+    names = modules.site("import billing\nbilling.")[0]
     assert {"convert_amount", "rates"} <= set(names)
 
 
@@ -60,7 +61,7 @@ def _logits(best: str, also: dict[str, float] | None = None) -> torch.Tensor:
 
 
 def test_the_mask_keeps_the_name_and_lets_it_end():
-    member = MemberConstraint(["Invoice", "trim_lines"], TEXTS, IDS)
+    member = MemberConstraint(["Invoice", "trim_lines"], [], TEXTS, IDS)
     masked = member.mask(_logits("zzz", {"trim": 5.0}))  # the model prefers a name the module lacks
     assert TEXTS[int(masked.argmax())] == "trim" and masked[TEXTS.index("zzz")] == float("-inf")
     member.advance("trim")
@@ -72,15 +73,28 @@ def test_the_mask_keeps_the_name_and_lets_it_end():
     assert not member.active and member.applied == 3
 
 
-def test_the_model_writes_freely_when_no_name_is_near_its_choice():
-    member = MemberConstraint(["trim_lines"], TEXTS, IDS)
-    logits = _logits("zzz", {"tri": 10.0 - 9.0})  # 9 nats behind
-    assert torch.equal(member.mask(logits), logits) and not member.active
+def test_the_model_writes_freely_when_it_means_a_name_the_module_spells_but_does_not_list():
+    logits = _logits("zzz", {"tri": 10.0 - 9.0})  # the listed name 9 nats behind the model's choice
+    unlisted = MemberConstraint(["trim_lines"], ["trim_lines", "zzz_total"], TEXTS, IDS)  # e.g. in a `const (` block
+    assert torch.equal(unlisted.mask(logits), logits) and not unlisted.active
+    nowhere = MemberConstraint(["trim_lines"], ["trim_lines"], TEXTS, IDS)  # the module never spells zzz...
+    assert TEXTS[int(nowhere.mask(logits).argmax())] == "tri" and nowhere.active
+    near = MemberConstraint(["trim_lines"], ["trim_lines", "zzz_total"], TEXTS, IDS)
+    assert TEXTS[int(near.mask(_logits("zzz", {"tri": 10.0 - 3.0})).argmax())] == "tri"  # a listed name is near
+
+
+def test_grouped_declarations_are_spelled_and_wholesale_re_exports_hold_no_names():
+    modules = ModuleNames()
+    modules.update([("srv/limits.go", "package srv\n\nconst (\n\tMaxSize = 3\n)\n\nfunc Serve() {}\n"),
+                    ("pkg/api.py", "from .core import *\n\ndef extra():\n    pass\n")], [])
+    names, spelled = modules.site('import "example.com/app/srv"\nsrv.')
+    assert names == ["Serve"] and "MaxSize" in spelled
+    assert modules.site("from pkg import api\napi.") == ([], [])
 
 
 def test_a_name_begun_is_finished_even_past_the_likeliest_tokens(monkeypatch):
     monkeypatch.setattr(member_names, "CANDIDATES", 2)  # "l" is not among the two likeliest
-    member = MemberConstraint(["trim_lines"], TEXTS, IDS)
+    member = MemberConstraint(["trim_lines"], [], TEXTS, IDS)
     member.advance("trim_")
     logits = torch.full((len(TEXTS),), -1e9)
     logits[TEXTS.index("zzz")] = 0.0
@@ -104,7 +118,7 @@ def test_the_engine_completes_a_member_of_the_imported_module(tiny_models):
 
 
 def test_once_one_name_is_left_its_rest_comes_in_the_longest_pieces():
-    member = MemberConstraint(["Invoice", "trim_lines"], TEXTS, IDS)
+    member = MemberConstraint(["Invoice", "trim_lines"], [], TEXTS, IDS)
     member.advance("t")  # only trim_lines begins so
     masked = member.mask(_logits("r"))  # the model would spell it letter by letter
     assert TEXTS[int(masked.argmax())] == "rim_li" and masked[TEXTS.index("r")] == float("-inf")
