@@ -54,46 +54,49 @@ class ModuleNames:
     no names are held for it."""
 
     def __init__(self):
-        self._by_path: dict[str, tuple[str, set[str], set[str], bool]] = {}  # path -> (qualifier, names, spelled, open)
+        self._files: dict[str, tuple[str, set[str], set[str], bool]] = {}  # path -> (qualifier, names, spelled, open)
+        self._paths: dict[str, set[str]] = {}  # qualifier -> the paths that have it
         self._import_lines: dict[str, str] = {}  # path -> its import lines, as last synced
-        self._merged: dict[str, tuple[list[str], list[str]]] | None = None
+        self._merged: dict[str, tuple[list[str], list[str]]] = {}  # qualifier -> (names, spelled), as looked up
 
     def update(self, add: list[tuple[str, str]], drop: list[str]) -> None:
         """add: [(path, text)]; drop: [path]."""
-        for path in drop:
-            self._by_path.pop(path, None)
+        for path in [*drop, *(path for path, _ in add)]:
             self._import_lines.pop(path, None)
+            old = self._files.pop(path, None)
+            if old is not None:
+                self._paths[old[0]].discard(path)
+                self._merged.pop(old[0], None)
+            self._merged.pop(path.rsplit("/", 2)[-2] if path.count("/") else "", None)  # its package's modules
         for path, text in add:
             self._import_lines[path] = "\n".join(m.group(0) for m in _IMPORT_LINE.finditer(text))
             lead = qualifier(path, text)
             if lead is None:
-                self._by_path.pop(path, None)
                 continue
             names = set(top_level_names(path, text))
             if path.endswith("__init__.py"):
                 for found in _PY_IMPORTED.finditer(text):
                     names.update(n for n in re.findall(r"(?:\bas[ \t]+)?([A-Za-z]\w*)", found.group(1)) if n != "as")
-            self._by_path[path] = (lead.rstrip(".:"), names, set(_WORD.findall(text)), bool(_STAR.search(text)))
-        self._merged = None
+            lead = lead.rstrip(".:")
+            self._files[path] = (lead, names, set(_WORD.findall(text)), bool(_STAR.search(text)))
+            self._paths.setdefault(lead, set()).add(path)
+            self._merged.pop(lead, None)
 
     def _lookup(self, word: str) -> tuple[list[str], list[str]]:
-        if self._merged is None:
-            names: dict[str, set[str]] = {}
-            spelled: dict[str, set[str]] = {}
-            open_ended = set()
-            for path, (lead, defined, words, star) in self._by_path.items():
-                names.setdefault(lead, set()).update(defined)
-                spelled.setdefault(lead, set()).update(words)
-                if star:
-                    open_ended.add(lead)
+        if word not in self._merged:
+            names, spelled, open_ended = set(), set(), False
+            for path in self._paths.get(word, ()):
+                _, defined, words, star = self._files[path]
+                names |= defined
+                spelled |= words
+                open_ended |= star
                 if path.endswith("__init__.py") and "/" in path:  # the package's modules are members too
                     folder = path[: -len("__init__.py")]
-                    names[lead].update(p[len(folder):].split("/", 1)[0].removesuffix(".py") for p in self._by_path
-                                       if p.startswith(folder) and p != path)
-            self._merged = {lead: ([], []) if lead in open_ended else
-                            (sorted(n for n in defined if n), sorted(spelled[lead] | defined))
-                            for lead, defined in names.items()}
-        return self._merged.get(word, ([], []))
+                    names.update(p[len(folder):].split("/", 1)[0].removesuffix(".py") for p in self._files
+                                 if p.startswith(folder) and p != path)
+            names.discard("")
+            self._merged[word] = ([], []) if open_ended else (sorted(names), sorted(spelled | names))
+        return self._merged[word]
 
     def names(self, word: str) -> list[str]:
         """Sorted names of the modules called `word` ([] when no repository module is, or one is open)."""
@@ -161,9 +164,8 @@ class MemberConstraint:
         top = torch.topk(logits, min(CANDIDATES, logits.numel()))
         fitting = [tid for value, tid in zip(top.values.tolist(), top.indices.tolist())
                    if value != float("-inf") and tid < len(self.texts) and self._fits(self.texts[tid])]
-        best = int(top.indices[0])
-        if not self.word and (not fitting or fitting[0] != best) and self._could_be_unlisted(self.texts[best]) and (
-                not fitting or float(logits[fitting[0]]) < float(top.values[0]) - MAX_DEFICIT):
+        near = bool(fitting) and float(logits[fitting[0]]) >= float(top.values[0]) - MAX_DEFICIT
+        if not self.word and not near and self._could_be_unlisted(self.texts[int(top.indices[0])]):
             self.active = False  # the model means a name the summary may have missed: it writes freely
             return logits
         only = self._only_name() if self.word else None

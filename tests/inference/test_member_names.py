@@ -45,6 +45,10 @@ def test_a_package_lends_its_imports_and_modules():
                     ("billing/rates.py", "def convert():\n    pass\n")], [])
     names = modules.site("import billing\nbilling.")[0]
     assert {"convert_amount", "rates"} <= set(names)
+    modules.update([("billing/ledger.py", "def post():\n    pass\n"),
+                    ("billing/rates.py", "def convert():\n    pass\n\n\ndef round_half():\n    pass\n")], [])
+    assert "ledger" in modules.site("import billing\nbilling.")[0]  # a module added to the package
+    assert modules.site("from billing import rates\nrates.")[0] == ["convert", "round_half"]  # an edited module
 
 
 TEXTS = ["trim", "_lines", "(", "x", " ", "tri", "m_lines(", "Inv", "oice", "zzz", "t", "r", "i", "m", "_", "l", "n",
