@@ -75,6 +75,7 @@ def _settings_from(options, root: str | None) -> WorkerSettings:
         model=options.model, address=options.worker.address, token_file=options.worker.token_file,
         command=tuple(options.worker.command), devices=options.worker.devices, cache_dir=options.cache.dir,
         cache_max_gib=options.cache.max_gib, layout=options.layout, attention=options.attention,
+        member_names=options.completion.member_names,
         repo_name=os.path.basename(root) if root else "repo")
 
 

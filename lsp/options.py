@@ -47,6 +47,8 @@ class InlineCompletionOptions:
 class CompletionOptions:
     max_tokens: int = _setting(64, "maxTokens", "integer", "most tokens one completion may generate", minimum=1)
     debounce_ms: int = _setting(150, "debounceMs", "integer", "wait this long after typing before asking the model", minimum=0)
+    member_names: bool = _setting(True, "memberNames", "boolean",
+                                  "after `module.` of an imported repository module, complete a name it defines")
 
 
 @dataclass(frozen=True)

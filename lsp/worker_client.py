@@ -45,6 +45,7 @@ class WorkerSettings:
     cache_max_gib: float = 20.0
     layout: str = "parallel"
     attention: str = "sparse"
+    member_names: bool = True  # after `module.`, a name the repository's module defines
     repo_name: str = "repo"
     ready_timeout_s: float = 300.0
     max_backoff_s: float = 30.0
@@ -185,6 +186,8 @@ class WorkerClient:
         base = list(self.settings.command) or [sys.executable, "-m", "lsp", "worker"]
         args = ["--socket", socket_path, "--exit-with-stdin", "--layout", self.settings.layout,
                 "--attention", self.settings.attention, "--repo-name", self.settings.repo_name]
+        if not self.settings.member_names:
+            args += ["--member-names", "off"]
         if self.settings.model:
             args += ["--model", os.path.expanduser(self.settings.model)]
         devices = [d.strip() for d in self.settings.devices.split(",") if d.strip()]

@@ -19,7 +19,7 @@ def test_setting_keys_list_every_key_with_type_and_default():
     assert names == [
         "msa.model", "msa.worker.address", "msa.worker.tokenFile", "msa.worker.command", "msa.worker.devices",
         "msa.cache.dir", "msa.cache.maxGiB", "msa.layout", "msa.attention", "msa.inlineCompletion.enable",
-        "msa.completion.maxTokens", "msa.completion.debounceMs", "msa.reasoning", "msa.index.exclude",
+        "msa.completion.maxTokens", "msa.completion.debounceMs", "msa.completion.memberNames", "msa.reasoning", "msa.index.exclude",
         "msa.index.maxFileSize", "msa.index.includeSecrets", "msa.diagnostics.debounceMs", "msa.diagnostics.unusualCode"]
     by_name = {key.name: key for key in SETTING_KEYS}
     assert by_name["msa.cache.maxGiB"].default == 20 and by_name["msa.cache.maxGiB"].kind == "number"

@@ -61,3 +61,9 @@ async def test_only_changed_files_cross_and_a_killed_worker_is_replaced(tiny_mod
         await client.stop()
     assert client.state == "off"
 
+
+
+def test_the_member_names_setting_reaches_the_spawned_worker():
+    on = WorkerClient(WorkerSettings())._worker_command("/tmp/w.sock")
+    off = WorkerClient(WorkerSettings(member_names=False))._worker_command("/tmp/w.sock")
+    assert "--member-names" not in on and off[off.index("--member-names") + 1] == "off"

@@ -36,7 +36,7 @@ test('serverSettings nests keys and leaves client keys out', () => {
   assert.deepEqual((nested.worker as Record<string, unknown>).address, 'unix:/tmp/w.sock');
   assert.deepEqual((nested.worker as Record<string, unknown>).command, ['python', '-m', 'inference']);
   assert.deepEqual(nested.index, { exclude: ['**/gen/**'], maxFileSize: 1000000, includeSecrets: false });
-  assert.deepEqual(nested.completion, { maxTokens: 32, debounceMs: 150 });
+  assert.deepEqual(nested.completion, { maxTokens: 32, debounceMs: 150, memberNames: true });
   assert.deepEqual(nested.inlineCompletion, { enable: true });
   assert.equal('server' in nested, false);
   assert.equal('trace' in nested, false);

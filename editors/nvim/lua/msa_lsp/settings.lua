@@ -11,7 +11,7 @@ M.defaults = {
   layout = "parallel",
   attention = "sparse",
   inlineCompletion = { enable = true },
-  completion = { maxTokens = 64, debounceMs = 150 },
+  completion = { maxTokens = 64, debounceMs = 150, memberNames = true },
   reasoning = "adaptive",
   index = { exclude = {}, maxFileSize = 1000000, includeSecrets = false },
   diagnostics = { debounceMs = 200, unusualCode = false },
