@@ -20,7 +20,8 @@ HEALED = " \t\n"
 MAX_WORD = 40  # characters of a partly typed word that are re-typed by the model
 
 
-def _is_word(ch: str) -> bool:
+def is_word(ch: str) -> bool:
+    """A character of an identifier (letters, digits, _ and $)."""
     return ch.isalnum() or ch in "_$"
 
 
@@ -35,7 +36,7 @@ class TokenHealer:
         kept = prompt.rstrip(HEALED)
         if len(kept) == len(prompt):
             start = len(prompt)
-            while start > 0 and len(prompt) - start < MAX_WORD and _is_word(prompt[start - 1]):
+            while start > 0 and len(prompt) - start < MAX_WORD and is_word(prompt[start - 1]):
                 start -= 1
             if 0 < start and len(prompt) - start < MAX_WORD:
                 kept = prompt[:start]

@@ -24,6 +24,7 @@ import re
 import torch
 
 from inference.file_summary import qualifier, top_level_names
+from inference.healing import is_word
 
 CANDIDATES = 512  # the model's likeliest tokens that are checked at each step of a name
 MAX_PIECE = 32  # characters of the longest token text looked up when one name is left
@@ -36,8 +37,9 @@ _IMPORT_LINE = re.compile(r"^[ \t]*(?:import|from|use|pub[ \t]+use)\b.*$|^.*\bre
                           r"|^[ \t]*(?:[\w.]+[ \t]+)?\"[^\"\n]*\"[ \t]*$", re.M)
 
 
-def _is_word(ch: str) -> bool:
-    return ch.isalnum() or ch in "_$"
+def _word_end(text: str) -> int | None:
+    """Index of the first character of `text` that is not an identifier's, None when there is none."""
+    return next((i for i, ch in enumerate(text) if not is_word(ch)), None)
 
 
 def _imports(text: str, name: str) -> bool:
@@ -127,7 +129,7 @@ class MemberConstraint:
 
     def _fits(self, text: str) -> bool:
         s = self.word + text
-        end = next((i for i, ch in enumerate(s) if not _is_word(ch)), None)
+        end = _word_end(s)
         if end is None:  # still inside the name: some name must start with it
             return self._starts_one(self.names, s)
         return end > 0 and s[:end] in self._set
@@ -140,7 +142,8 @@ class MemberConstraint:
     def _could_be_unlisted(self, text: str) -> bool:
         """A token the model prefers starts an identifier the module spells but does not list (a name in a grouped
         declaration, a re-export, an attribute set at run time)."""
-        start = text[: next((i for i, ch in enumerate(text) if not _is_word(ch)), len(text))]
+        end = _word_end(text)
+        start = text if end is None else text[:end]
         return bool(start) and self._starts_one(self.spelled, start)
 
     def _only_name(self) -> str | None:
@@ -184,5 +187,5 @@ class MemberConstraint:
         """Records the text a chosen token wrote; the constraint ends with the name."""
         if self.active:
             self.word += piece
-            if any(not _is_word(ch) for ch in self.word):
+            if _word_end(self.word) is not None:
                 self.active = False

@@ -20,6 +20,7 @@ import random
 import re
 
 from inference import file_summary
+from inference.healing import is_word
 
 HEALED = " \t\n"  # the characters inference/healing.py cuts from a prompt's end
 HEAL_SHARE = 0.85  # split points moved left over whitespace, as the engine's healing does
@@ -65,16 +66,12 @@ def words_in(text: str) -> set[str]:
     return set(_IDENT.findall(text))
 
 
-def _is_word(ch: str) -> bool:
-    return ch.isalnum() or ch in "_$"
-
-
 def boundary_at_or_before(text: str, i: int, rng: random.Random) -> int:
     """A split point at or left of i: not inside a word (except MID_WORD_SHARE), then healed left over
     whitespace (HEAL_SHARE) so the prefix ends on a non-space character as the engine serves it."""
     i = max(0, min(i, len(text)))
     if rng.random() >= MID_WORD_SHARE:
-        while 0 < i < len(text) and _is_word(text[i - 1]) and _is_word(text[i]):
+        while 0 < i < len(text) and is_word(text[i - 1]) and is_word(text[i]):
             i -= 1
     if rng.random() < HEAL_SHARE:
         i = heal(text, i)
@@ -120,7 +117,7 @@ def editor_split(text: str, rng: random.Random) -> tuple[int, int]:
     else:
         start = boundary_at_or_before(text, rng.randrange(len(text)), rng)
         end = start + rng.randint(1, 120)
-        while end < len(text) and _is_word(text[end - 1]) and _is_word(text[end]):
+        while end < len(text) and is_word(text[end - 1]) and is_word(text[end]):
             end += 1
         end = min(end, len(text))
     return start, min(end, start + MIDDLE_CHARS)
@@ -171,7 +168,7 @@ def call_site_split(text: str, names: set[str], rng: random.Random, prefer: set[
 def _after_qualifier(text: str, i: int, qualifier: str) -> bool:
     """Whether text[:i] ends with `qualifier` and no longer word holds it (`myhelpers.` is not `helpers.`)."""
     j = i - len(qualifier)
-    return j >= 0 and text.startswith(qualifier, j) and not (j > 0 and _is_word(text[j - 1]))
+    return j >= 0 and text.startswith(qualifier, j) and not (j > 0 and is_word(text[j - 1]))
 
 
 # ---- renaming ---------------------------------------------------------------------------------------------
