@@ -1,13 +1,17 @@
 """Model quality on held-out projects through the serving Engine (CPU-runnable).
 
+The repository cache holds each held-out project whole, as the server holds a workspace (--repo-tokens caps it for
+a quicker run; a capped cache can leave out the files a call site resembles).
+
 1. bits per byte of held-out files, scored with the project's other files in the repository cache vs alone;
 2. cross-file identifier completion: at call sites of functions defined only in another file of the project (and
-   named nowhere earlier in the current file; Python, and apart Go: a function of the same package), exact match of the completed name and of name + arguments (FIM
-   completion through Engine.complete), and "forced": every token of the name has probability > 0.5 when the file
-   is read left to right (Engine.score; such a name is what greedy decoding produces), and "typed": exact match
-   of the rest of the name once its first TYPED characters are typed (an editor asks again at every keystroke),
-   with the repository cache vs the current file alone (Wilson 95% intervals, paired wins/losses, mean bits for
-   the name);
+   named nowhere earlier in the current file; Python, and apart Go: a function of the same package), exact match
+   of the completed name and of name + arguments (FIM completion through Engine.complete), and "forced": every
+   token of the name has probability > 0.5 when the file is read left to right (Engine.score; such a name is what
+   greedy decoding produces), and "typed": exact match of the rest of the name once its first TYPED characters are
+   typed (an editor asks again at every keystroke), with the repository cache vs the current file alone (Wilson
+   95% intervals; the paired difference of the two arms on the same cases with its 95% interval and McNemar's
+   exact p; mean bits for the name);
 3. needle in a repository: a uniquely named function in one file placed at depths 0-100% of a ~32k and ~128k-token
    repository of held-out files; exact match of its name at a call site in the live file (and of the rest of it
    once its first TYPED characters are typed);
@@ -20,7 +24,7 @@ module's names (inference/member_names.py); `--member-names off` measures the mo
 
 Held-out projects are the ones inference/training/corpus.py lists (never trained on): by default the Python ones
 installed in this interpreter's site-packages; --data adds `msa-lsp train corpus` output (heldout.jsonl.xz).
-Prints a table and ends with one JSON line.  Usage: python benchmarks/bench_quality.py [--model DIR] [--quick]
+Prints a table and ends with one JSON line.  Usage: python benchmarks/bench_quality.py [--model DIR] [--data DIR]
 """
 
 from __future__ import annotations
@@ -51,6 +55,18 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def paired_difference(repo_only: int, alone_only: int, n: int, z: float = 1.96) -> dict:
+    """Paired comparison of two arms on the same n cases: the difference of their success rates with a 95%
+    interval (Wald, on the discordant pairs) and the exact two-sided McNemar p-value (a sign test on the cases
+    only one arm gets right)."""
+    b, c = repo_only, alone_only
+    diff = (b - c) / max(n, 1)
+    half = z * math.sqrt(max(b + c - (b - c) ** 2 / max(n, 1), 0.0)) / max(n, 1)
+    k, m = min(b, c), b + c
+    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else 1.0
+    return {"difference": round(diff, 4), "ci95": [round(diff - half, 4), round(diff + half, 4)], "p": round(p, 5)}
+
+
 def heldout_projects(data: str | None) -> dict[str, list[tuple[str, str]]]:
     projects: dict = {}
     if data:
@@ -63,12 +79,13 @@ def heldout_projects(data: str | None) -> dict[str, list[tuple[str, str]]]:
     return projects
 
 
-TOKEN_CAP = 12_000  # repository tokens synced per held-out project (CPU prefill is the cost)
+TOKEN_CAP = 0  # repository tokens synced per held-out project; 0: the whole project, as the server holds it
 
 
 def sync_project(engine, files, first: set[str] = frozenset(), token_cap: int | None = None):
-    """Makes the cache hold this project's files (those in `first` before the rest) up to token_cap tokens."""
-    token_cap = token_cap or TOKEN_CAP
+    """Makes the cache hold this project's files (those in `first` before the rest), up to token_cap tokens when
+    one is given (a quicker, weaker cache: the files a call site resembles may be left out)."""
+    token_cap = token_cap or TOKEN_CAP or math.inf
     engine.sync(add=[], drop=list(engine.repo.files))
     add, used = [], 0
     for path, text in sorted(files, key=lambda f: f[0] not in first):
@@ -204,6 +221,7 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=cal
     hits = {arm: {"name": 0, "args": 0, "forced": 0, "typed": 0} for arm in ("repo", "alone")}
     name_bits = {"repo": 0.0, "alone": 0.0}
     paired = {"repo_only": 0, "alone_only": 0}
+    typed_pairs = {"repo_only": 0, "alone_only": 0}
     member_sites = {"repo": 0, "alone": 0}
     current, examples = None, []
     for i, (name, s) in enumerate(cases):
@@ -212,14 +230,15 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=cal
         if name != current:
             sync_project(engine_repo, projects[name], {c["defined_in"] for n, c in cases if n == name})
             current = name
-        got = {}
+        got, got_typed = {}, {}
         for arm, eng in (("repo", engine_repo), ("alone", engine_alone)):
             out = completion(eng, s["path"], s["prefix"], s["suffix"]).split("\n")[0]
             ok_name = _completes(out, s["name"])
             member_sites[arm] += eng.last_stats["member_names"] > 0
             hits[arm]["name"] += ok_name
             typed = completion(eng, s["path"], s["prefix"] + s["name"][:TYPED], s["suffix"]).split("\n")[0]
-            hits[arm]["typed"] += _completes(typed, s["name"][TYPED:])
+            got_typed[arm] = _completes(typed, s["name"][TYPED:])
+            hits[arm]["typed"] += got_typed[arm]
             hits[arm]["args"] += out.rstrip() == s["line_rest"]
             got[arm] = ok_name
             forced = name_logprobs(eng, s["path"], s["prefix"] + s["line_rest"], s["start"], s["start"] + len(s["name"]))
@@ -229,8 +248,12 @@ def cross_file(engine_repo, engine_alone, projects, n_cases: int, rng, sites=cal
                 examples.append({"expected": s["line_rest"][:60], "repo": out[:60]})
         paired["repo_only"] += got["repo"] and not got["alone"]
         paired["alone_only"] += got["alone"] and not got["repo"]
+        typed_pairs["repo_only"] += got_typed["repo"] and not got_typed["alone"]
+        typed_pairs["alone_only"] += got_typed["alone"] and not got_typed["repo"]
     n = len(cases)
     result = {"cases": n, "paired": paired, "examples": examples, "member_sites": member_sites,
+              "name_difference": paired_difference(paired["repo_only"], paired["alone_only"], n),
+              "typed_difference": paired_difference(typed_pairs["repo_only"], typed_pairs["alone_only"], n),
               **{f"{arm}_name_bits": round(v / max(n, 1), 3) for arm, v in name_bits.items()}}
     for arm in hits:
         for kind in ("name", "args", "forced", "typed"):
@@ -332,7 +355,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--files", type=int, default=16)
     ap.add_argument("--cases", type=int, default=60)
-    ap.add_argument("--repo-tokens", type=int, default=TOKEN_CAP, help="repository tokens synced per project")
+    ap.add_argument("--repo-tokens", type=int, default=TOKEN_CAP,
+                    help="cap on the repository tokens synced per project (default 0: the whole project)")
     ap.add_argument("--needle-sizes", default="32000,128000")
     ap.add_argument("--needle-trials", type=int, default=2)
     ap.add_argument("--binding-trials", type=int, default=24)
@@ -399,6 +423,10 @@ def print_table(out: dict) -> None:
                   f"{r:6.3f} {str(c[f'repo_{kind}_ci95']):>11s} {a:6.3f} {str(c[f'alone_{kind}_ci95']):>11s}")
         print(f"{label + ' paired: right only with the cache / alone':44s} {c['paired']['repo_only']:>18d} "
               f"{c['paired']['alone_only']:>18d}")
+        for kind in ("name", "typed"):
+            d = c[f"{kind}_difference"]
+            print(f"{label + ' EM ' + kind + ': cache minus alone, paired':44s} {d['difference']:+6.3f} "
+                  f"{str(d['ci95']):>18s}  McNemar p={d['p']:.4f}")
         print(f"{label + ' member sites (names held, --member-names)':44s} {c['member_sites']['repo']:>18d} "
               f"{c['member_sites']['alone']:>18d}")
     for size, rows in out.get("needle", {}).items():
