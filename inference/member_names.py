@@ -7,9 +7,10 @@ qualifier and top-level public names; files sharing a qualifier, such as a Go pa
 a Python package's __init__.py also lends the names it imports and its folder's module stems).  A member site is
 a prompt ending in `qualifier.` or `qualifier::` where the qualifier stands on an import line of the live file
 (`import`, `from`, `use`, `require(`, a Go import path), in the prompt or in the file as the repository last
-synced it (a prompt's window may start below the imports).  While the name is being written, the tokens that would
-leave every module name are masked out, and once the name begun can only be one of them, its rest is written in
-the longest tokens that spell it.  The summary can miss members (a Go `const (` block, a re-export, an attribute
+synced it (a prompt's window may start below the imports), and not bound as a local name (an assignment, a loop
+variable, a parameter) in the top-level definition the cursor is in.  While the name is being written, the tokens
+that would leave every module name are masked out, and once the name begun can only be one of them, its rest is
+written in the longest tokens that spell it.  The summary can miss members (a Go `const (` block, a re-export, an attribute
 set at run time), so at the name's first token, when the model's choice starts an identifier the module's source
 spells but does not list, and nothing listed is near it (MAX_DEFICIT nats), the model writes freely; a module
 that re-exports wholesale (`import *`) holds no names.  A name begun is finished.  Not its job: sampling, or the
@@ -48,6 +49,22 @@ def _imports(text: str, name: str) -> bool:
     return re.search(rf"^[ \t]*(?:import|from|use|pub[ \t]+use)\b.*(?<![\w$]){word}(?![\w$])"
                      rf"|\brequire\(.*(?<![\w$]){word}(?![\w$])"
                      rf"|^[ \t]*(?:[\w.]+[ \t]+)?\"[^\"\n]*(?<![\w$]){word}\"[ \t]*$", text, re.M) is not None
+
+
+_TOP_LEVEL = re.compile(r"^(?:async[ \t]+)?(?:def|class|func|function|fn|pub|impl|export)\b.*$", re.M)
+
+
+def _rebound(prompt: str, name: str) -> bool:
+    """The prompt binds `name` as a local name (an assignment, a loop or `as` target, a parameter) within the
+    top-level definition the cursor is in, import lines aside: there `name.` is that variable, not the module."""
+    starts = [m.start() for m in _TOP_LEVEL.finditer(prompt)]
+    scope = _IMPORT_LINE.sub("", prompt[starts[-1] if starts else 0:])
+    word = rf"(?<![\w$.]){re.escape(name)}(?![\w$])"
+    return re.search(rf"^[ \t]*(?:[\w$]+[ \t]*,[ \t]*)*{word}[ \t]*(?::[^=\n]+)?(?::=|=(?!=))"
+                     rf"|\b(?:let|const|var|for)[ \t]+(?:mut[ \t]+)?(?:[\w$]+[ \t]*,[ \t]*)*{word}"
+                     rf"|\bas[ \t]+{word}"
+                     rf"|^[ \t]*(?:async[ \t]+)?(?:def|func|function|fn|lambda)\b[^\n]*[(,][ \t]*{word}[ \t]*(?:[:,)=]|[ \t][\w*\[])",
+                     scope, re.M) is not None
 
 
 class ModuleNames:
@@ -112,7 +129,8 @@ class ModuleNames:
             return [], []
         word = found.group(1)
         names, spelled = self._lookup(word)
-        if names and (_imports(prompt, word) or _imports(self._import_lines.get(path, ""), word)):
+        if names and (_imports(prompt, word) or _imports(self._import_lines.get(path, ""), word)) \
+                and not _rebound(prompt, word):
             return names, spelled
         return [], []
 

@@ -126,3 +126,26 @@ def test_once_one_name_is_left_its_rest_comes_in_the_longest_pieces():
     member.advance("t")  # only trim_lines begins so
     masked = member.mask(_logits("r"))  # the model would spell it letter by letter
     assert TEXTS[int(masked.argmax())] == "rim_li" and masked[TEXTS.index("r")] == float("-inf")
+
+
+def test_a_local_name_that_shadows_the_module_holds_nothing():
+    modules = ModuleNames()
+    modules.update([("billing/helpers.py", HELPERS)], [])
+    held = ["Invoice", "RATE", "trim_lines"]
+    head = "from billing import helpers\n\n\ndef total(rows):\n"
+    for binding in ("    helpers = []\n", "    helpers: list = []\n", "    for helpers in rows:\n",
+                    "    a, helpers = rows\n", "    with open(rows) as helpers:\n"):
+        assert modules.site(head + binding + "    helpers.")[0] == [], binding
+    assert modules.site("from billing import helpers\n\n\ndef total(helpers, rows):\n    helpers.")[0] == []
+    go = "package main\n\nimport \"app/helpers\"\n\n"
+    assert modules.site(go + "func main() {\n\thelpers := load()\n\thelpers.")[0] == []
+    assert modules.site(go + "func run(n int, helpers Table) {\n\thelpers.")[0] == []
+    assert modules.site("const helpers = require('./billing/helpers');\nfunction f() {\n  let helpers = 1;\n  helpers.")[0] == []
+    # not bindings: a keyword argument, a comparison, an attribute, another top-level function's local
+    for code in ("    send(helpers=helpers)\n", "    if helpers == rows:\n        pass\n", "    self.helpers = rows\n"):
+        assert modules.site(head + code + "    helpers.")[0] == held, code
+    typed = "from billing import helpers\n\n\ndef total(rows: helpers.Invoice) -> helpers.Invoice:\n    return helpers."
+    assert modules.site(typed)[0] == held  # annotations use the module
+    earlier = "from billing import helpers\n\n\ndef other():\n    helpers = 1\n\n\ndef total(rows):\n    return helpers."
+    assert modules.site(earlier)[0] == held
+    assert modules.site("const helpers = require('./billing/helpers');\nhelpers.")[0] == held
