@@ -56,14 +56,19 @@ def parse_many(files: list[tuple[str, str]], max_file_size: int, workers: int,
     """Yield Parsed for every (path, language), calling progress(done, total) along the way."""
     total = len(files)
     done = 0
+
+    def advance(n: int) -> None:  # reports at every chunk, or every 16 files, and at the end
+        nonlocal done
+        done += n
+        if progress and (n > 1 or done % 16 == 0 or done == total):
+            progress(done, total)
+
     if progress:
         progress(0, total)
     if workers <= 1 or total < PARALLEL_MIN_FILES:
         for path, language in files:
             yield parse_one(path, language, max_file_size)
-            done += 1
-            if progress and (done % 16 == 0 or done == total):
-                progress(done, total)
+            advance(1)
         return
     # big files first so the pool's tail is short
     ordered = sorted(files, key=lambda item: -_size(item[0]))
@@ -77,18 +82,14 @@ def parse_many(files: list[tuple[str, str]], max_file_size: int, workers: int,
                 chunk_results = results.pop(emitted)
                 emitted += 1
                 yield from chunk_results
-                done += len(chunk_results)
-                if progress:
-                    progress(done, total)
+                advance(len(chunk_results))
     except (_WorkerDied, OSError) as exc:
         # a worker died (killed, out of memory) or could not start: finish here, say so in the log
         log.warning("parse workers failed (%s); parsing the remaining %d files in this process", exc, total - done)
         for index in range(emitted, len(chunks)):
             for parsed in results.pop(index, None) or _parse_chunk(chunks[index], max_file_size):
                 yield parsed
-                done += 1
-                if progress and (done % 16 == 0 or done == total):
-                    progress(done, total)
+                advance(1)
 
 
 class _WorkerDied(Exception):
