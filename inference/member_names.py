@@ -10,10 +10,10 @@ a prompt ending in `qualifier.` or `qualifier::` where the qualifier stands on a
 synced it (a prompt's window may start below the imports), and not bound as a local name (an assignment, a loop
 variable, a parameter) in the top-level definition the cursor is in.  While the name is being written, the tokens
 that would leave every module name are masked out, and once the name begun can only be one of them, its rest is
-written in the longest tokens that spell it.  The summary can miss members (a Go `const (` block, a re-export, an attribute
-set at run time), so at the name's first token, when the model's choice starts an identifier the module's source
-spells but does not list, and nothing listed is near it (MAX_DEFICIT nats), the model writes freely; a module
-that re-exports wholesale (`import *`) holds no names.  A name begun is finished.  Not its job: sampling, or the
+written in the longest tokens that spell it.  The summary can miss members (a Go `const (` block, a re-export, an
+attribute set at run time), so at the name's first token, when the model's choice starts an identifier the module's
+source spells but does not list, and nothing listed is near it (MAX_DEFICIT nats), the model writes freely; a
+module that re-exports wholesale (`import *`) holds no names.  A name begun is finished.  Not its job: sampling, or the
 symbol index of the language server (lsp/index/).
 """
 
@@ -60,11 +60,11 @@ def _rebound(prompt: str, name: str) -> bool:
     starts = [m.start() for m in _TOP_LEVEL.finditer(prompt)]
     scope = _IMPORT_LINE.sub("", prompt[starts[-1] if starts else 0:])
     word = rf"(?<![\w$.]){re.escape(name)}(?![\w$])"
-    return re.search(rf"^[ \t]*(?:[\w$]+[ \t]*,[ \t]*)*{word}[ \t]*(?::[^=\n]+)?(?::=|=(?!=))"
-                     rf"|\b(?:let|const|var|for)[ \t]+(?:mut[ \t]+)?(?:[\w$]+[ \t]*,[ \t]*)*{word}"
-                     rf"|\bas[ \t]+{word}"
-                     rf"|^[ \t]*(?:async[ \t]+)?(?:def|func|function|fn|lambda)\b[^\n]*[(,][ \t]*{word}[ \t]*(?:[:,)=]|[ \t][\w*\[])",
-                     scope, re.M) is not None
+    assignment = rf"^[ \t]*(?:[\w$]+[ \t]*,[ \t]*)*{word}[ \t]*(?::[^=\n]+)?(?::=|=(?!=))"
+    declaration = rf"\b(?:let|const|var|for)[ \t]+(?:mut[ \t]+)?(?:[\w$]+[ \t]*,[ \t]*)*{word}|\bas[ \t]+{word}"
+    parameter = (rf"^[ \t]*(?:async[ \t]+)?(?:def|func|function|fn|lambda)\b[^\n]*[(,][ \t]*{word}"
+                 rf"[ \t]*(?:[:,)=]|[ \t][\w*\[])")
+    return re.search(f"{assignment}|{declaration}|{parameter}", scope, re.M) is not None
 
 
 class ModuleNames:

@@ -140,12 +140,13 @@ def test_a_local_name_that_shadows_the_module_holds_nothing():
     go = "package main\n\nimport \"app/helpers\"\n\n"
     assert modules.site(go + "func main() {\n\thelpers := load()\n\thelpers.")[0] == []
     assert modules.site(go + "func run(n int, helpers Table) {\n\thelpers.")[0] == []
-    assert modules.site("const helpers = require('./billing/helpers');\nfunction f() {\n  let helpers = 1;\n  helpers.")[0] == []
+    js = "const helpers = require('./billing/helpers');\n"
+    assert modules.site(js + "function f() {\n  let helpers = 1;\n  helpers.")[0] == []
     # not bindings: a keyword argument, a comparison, an attribute, another top-level function's local
     for code in ("    send(helpers=helpers)\n", "    if helpers == rows:\n        pass\n", "    self.helpers = rows\n"):
         assert modules.site(head + code + "    helpers.")[0] == held, code
-    typed = "from billing import helpers\n\n\ndef total(rows: helpers.Invoice) -> helpers.Invoice:\n    return helpers."
-    assert modules.site(typed)[0] == held  # annotations use the module
-    earlier = "from billing import helpers\n\n\ndef other():\n    helpers = 1\n\n\ndef total(rows):\n    return helpers."
-    assert modules.site(earlier)[0] == held
-    assert modules.site("const helpers = require('./billing/helpers');\nhelpers.")[0] == held
+    typed = "def total(rows: helpers.Invoice) -> helpers.Invoice:\n    return helpers."
+    assert modules.site(head.split("def")[0] + typed)[0] == held  # annotations use the module
+    earlier = "def other():\n    helpers = 1\n\n\ndef total(rows):\n    return helpers."
+    assert modules.site(head.split("def")[0] + earlier)[0] == held
+    assert modules.site(js + "helpers.")[0] == held
