@@ -132,11 +132,12 @@ def test_a_local_name_that_shadows_the_module_holds_nothing():
     modules = ModuleNames()
     modules.update([("billing/helpers.py", HELPERS)], [])
     held = ["Invoice", "RATE", "trim_lines"]
-    head = "from billing import helpers\n\n\ndef total(rows):\n"
+    imports = "from billing import helpers\n\n\n"
+    head = imports + "def total(rows):\n"
     for binding in ("    helpers = []\n", "    helpers: list = []\n", "    for helpers in rows:\n",
                     "    a, helpers = rows\n", "    with open(rows) as helpers:\n"):
         assert modules.site(head + binding + "    helpers.")[0] == [], binding
-    assert modules.site("from billing import helpers\n\n\ndef total(helpers, rows):\n    helpers.")[0] == []
+    assert modules.site(imports + "def total(helpers, rows):\n    helpers.")[0] == []
     go = "package main\n\nimport \"app/helpers\"\n\n"
     assert modules.site(go + "func main() {\n\thelpers := load()\n\thelpers.")[0] == []
     assert modules.site(go + "func run(n int, helpers Table) {\n\thelpers.")[0] == []
@@ -146,7 +147,7 @@ def test_a_local_name_that_shadows_the_module_holds_nothing():
     for code in ("    send(helpers=helpers)\n", "    if helpers == rows:\n        pass\n", "    self.helpers = rows\n"):
         assert modules.site(head + code + "    helpers.")[0] == held, code
     typed = "def total(rows: helpers.Invoice) -> helpers.Invoice:\n    return helpers."
-    assert modules.site(head.split("def")[0] + typed)[0] == held  # annotations use the module
+    assert modules.site(imports + typed)[0] == held  # annotations use the module
     earlier = "def other():\n    helpers = 1\n\n\ndef total(rows):\n    return helpers."
-    assert modules.site(head.split("def")[0] + earlier)[0] == held
+    assert modules.site(imports + earlier)[0] == held
     assert modules.site(js + "helpers.")[0] == held
