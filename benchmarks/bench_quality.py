@@ -43,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inference.training.corpus import Deduplicator, collect, group_by_project, read_records  # noqa: E402
+from inference.training.corpus import (Deduplicator, Project, collect, group_by_project, read_records,  # noqa: E402
+                                       write_projects)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -366,7 +367,18 @@ def main(argv=None) -> int:
                     help="the completion prompt's window in tokens (default: the engine's for the device)")
     ap.add_argument("--member-names", choices=("on", "off"), default="on",
                     help="hold a name after `module.` to the module's names, as the server does (default on)")
+    ap.add_argument("--export-heldout", default="", metavar="DIR",
+                    help="write every held-out project (--data's and this interpreter's Python ones) to "
+                         "DIR/heldout.jsonl.xz, for a run elsewhere with --data DIR, and stop")
     args = ap.parse_args(argv)
+    if args.export_heldout:
+        out = Path(args.export_heldout)
+        out.mkdir(parents=True, exist_ok=True)
+        projects = heldout_projects(args.data)
+        size = write_projects([Project(name.split(":", 1)[1], name.split(":", 1)[0], files)
+                               for name, files in projects.items()], out / "heldout.jsonl.xz")
+        print(f"{len(projects)} held-out projects, {size / 1e6:.1f} MB of source, in {out / 'heldout.jsonl.xz'}")
+        return 0
     from inference.engine import Engine
 
     globals()["TOKEN_CAP"] = args.repo_tokens

@@ -3,7 +3,9 @@
 # prompts as the CPU run) and as the GPU server completes (its default window), the second with every call site and
 # four needle trials per depth. Everything lands under $OUT: env.txt quality-window256.txt quality-default.txt (+ .err)
 # Run from the repository root: bash benchmarks/gpu/quality.sh DATA_DIR, where DATA_DIR holds heldout.jsonl.xz with
-# every held-out project (the Python ones too, so that the GPU machine's own site-packages change nothing).
+# every held-out project, the Python ones too, so that the GPU machine's own site-packages change nothing; make it
+# where the held-out Python packages are installed: python benchmarks/bench_quality.py --data .training-data \
+#   --export-heldout DATA_DIR
 # Time limits: 270 s per run, under 9.5 minutes in all.
 set -u
 cd "$(dirname "$0")/../.."
