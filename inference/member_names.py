@@ -29,6 +29,7 @@ from inference.healing import is_word
 
 CANDIDATES = 512  # the model's likeliest tokens that are checked at each step of a name
 MAX_PIECE = 32  # characters of the longest token text looked up when one name is left
+SITE_CHARS = 256  # characters at the prompt's end searched for `qualifier.` (qualifiers up to 255 long)
 MAX_DEFICIT = 8.0  # nats: a fitting token this much less likely than the model's choice lets the model write freely
 _SITE = re.compile(r"(?<![\w$])([A-Za-z_$][\w$]*)(\.|::)$")
 _PY_IMPORTED = re.compile(r"^(?:from[ \t]+\S+[ \t]+)?import[ \t]+(.+)$", re.M)
@@ -124,7 +125,7 @@ class ModuleNames:
     def site(self, prompt: str, path: str | None = None) -> tuple[list[str], list[str]]:
         """(the names a member written right after `prompt`, in the file `path`, may take; every identifier the
         module's source spells), or ([], []) when the prompt ends elsewhere."""
-        found = _SITE.search(prompt)
+        found = _SITE.search(prompt, max(0, len(prompt) - SITE_CHARS))  # a site ends the prompt: read its end only
         if found is None:
             return [], []
         word = found.group(1)
