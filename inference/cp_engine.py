@@ -207,8 +207,7 @@ class ContextParallelEngine(Engine):
     def _apply(self, plan: dict) -> dict:
         return self._command("sync", plan, lambda: self.shard.apply_sync(plan))
 
-    def sync(self, add, drop) -> dict:
-        add, drop = list(add), list(drop)
+    def _sync_cache(self, add: list, drop: list) -> dict:
         for entry in add:
             if len(entry) != 3 or not isinstance(entry[0], str) or not isinstance(entry[2], str):
                 raise ValueError("sync add entries must be (path: str, content_hash, text: str)")
@@ -241,7 +240,6 @@ class ContextParallelEngine(Engine):
             plan["add"][rank].append(tuple(entry))
         plan["order"] = list(self.global_files)
         results = self._apply(plan)["results"]
-        self.modules.update([(path, text) for path, _, text in add], drop)
         out = {k: sum(r[k] for r in results) for k in ("prefilled_tokens", "reused_segments", "loaded_from_disk")}
         out["reused_segments"] -= world - 1  # every rank re-checks its own copy of the shared prefix
         out["segments"] = sum(r["segments"] for r in results)

@@ -198,9 +198,12 @@ class Engine:
     # ---- repository -------------------------------------------------------------------------------------
     def sync(self, add, drop) -> dict:
         add, drop = list(add), list(drop)
-        result = self.repo.sync(add, drop)
-        self.modules.update([(path, text) for path, _, text in add], drop)
+        result = self._sync_cache(add, drop)
+        self.modules.update([(path, text) for path, _, text in add], drop)  # member names follow the repository
         return result
+
+    def _sync_cache(self, add: list, drop: list) -> dict:
+        return self.repo.sync(add, drop)
 
     def _member_constraint(self, path: str, prompt: str) -> MemberConstraint | None:
         names, spelled = self.modules.site(prompt, path) if self.member_names else ([], [])

@@ -97,6 +97,9 @@ def test_ranks_match_one_rank_before_and_after_edits(msa_model, world):
         assert before[moved] != 0 and after[moved] == 0, (moved, before, after)
         for attention in ("sparse", "dense"):
             _compare(one, many, attention)
+        stems = {path.rsplit("/", 1)[-1].removesuffix(".py") for path, _, _ in edited}
+        held = {stem: many.modules.names(stem) for stem in stems}  # member names follow the sharded repository
+        assert held == {stem: one.modules.names(stem) for stem in stems} and any(held.values())
     finally:
         many.close()
 
